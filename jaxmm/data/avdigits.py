@@ -1,0 +1,205 @@
+"""avdigits: real spoken digits (FSDD) paired by label with real handwritten digits.
+
+* ``audio``: a Free Spoken Digit Dataset recording (8 kHz; CC BY-SA 4.0, read
+  from a folder, never copied into the repo) as a ``[32, 32, 1]`` float32 log
+  spectrogram: peak-normalised waveform, centred STFT (n_fft 256, hop 64, Hann),
+  magnitudes area-pooled to 32 frequency bands x 32 time bins spanning the whole
+  utterance, ``log(m + 1e-3)``, then standardised with the train split's scalar
+  mean and std.
+* ``image``: one of scikit-learn's bundled 8x8 ``load_digits`` images with the
+  same label, ``[8, 8, 1]`` float32 in ``[0, 1]``.
+
+Splits are speaker-independent: by default test = lucas + theo, validation =
+nicolas, train = george + jackson + yweweler (1,500 / 500 / 1,000 examples).
+The digit images are split per class into disjoint train/val/test pools in the
+same proportions, and every recording is paired with an image of its label from
+its split's pool (each pool permuted with the seed and used round-robin).
+``meta``: ``speaker`` (index into :data:`SPEAKERS`), ``utterance`` (FSDD index
+0-49) and ``image_index`` (row of ``load_digits``).
+
+The recordings are looked for in ``fsdd_dir``, then ``$JAXMM_FSDD_DIR``, then
+``../shared/data/fsdd/recordings`` beside the repository checkout.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from sklearn.datasets import load_digits
+
+from jaxmm.data import cache
+from jaxmm.data.readers import audio
+from jaxmm.data.readers.validate import DataFormatError, DropLog, logger
+from jaxmm.data.types import ArrayDataset, DatasetSplits
+
+SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
+TEST_SPEAKERS = ("lucas", "theo")
+VAL_SPEAKERS = ("nicolas",)
+ENV_VAR = "JAXMM_FSDD_DIR"
+SAMPLE_RATE = 8000
+N_FFT, HOP = 256, 64
+FREQ_BINS, TIME_BINS = 32, 32
+LOG_EPS = 1e-3
+SPLITS = ("train", "val", "test")
+_FILE = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
+_FREQ_POOL = audio.area_pool_matrix(N_FFT // 2 + 1, FREQ_BINS)
+
+
+def candidate_dirs(fsdd_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Where recordings are looked for, in order (argument, env var, beside the checkout)."""
+    dirs = [Path(fsdd_dir)] if fsdd_dir is not None else []
+    if os.environ.get(ENV_VAR):
+        dirs.append(Path(os.environ[ENV_VAR]))
+    repo_root = Path(__file__).resolve().parents[2]
+    dirs.append(repo_root.parent / "shared" / "data" / "fsdd" / "recordings")
+    return dirs
+
+
+def find_recordings(fsdd_dir: str | os.PathLike | None = None) -> Path:
+    """The first candidate folder holding FSDD wavs (a folder or its ``recordings/`` child).
+
+    Raises:
+      FileNotFoundError: listing every place looked at and how to point elsewhere.
+    """
+    looked = []
+    for folder in candidate_dirs(fsdd_dir):
+        for candidate in (folder, folder / "recordings"):
+            looked.append(candidate)
+            if candidate.is_dir() and any(_FILE.match(p.name) for p in candidate.glob("*.wav")):
+                return candidate
+        if fsdd_dir is not None and folder == Path(fsdd_dir):
+            break
+    raise FileNotFoundError(
+        "FSDD recordings (<digit>_<speaker>_<index>.wav, e.g. 7_theo_12.wav) not found. Looked in:\n  "
+        + "\n  ".join(map(str, looked))
+        + f"\nPass fsdd_dir=<folder>, or set {ENV_VAR}, to the 'recordings' folder of a Free Spoken Digit "
+          "Dataset copy (the project keeps one in ../shared/data/fsdd/recordings beside the checkout).")
+
+
+def audio_features(samples: np.ndarray, rate: int) -> np.ndarray:
+    """The ``[32, 32]`` pooled log spectrogram of one recording (before standardisation)."""
+    x = audio.resample(samples, rate, SAMPLE_RATE)
+    x = x / max(float(np.abs(x).max()), 1e-8)
+    if len(x) < N_FFT // 2 + 1:
+        x = np.pad(x, (0, N_FFT // 2 + 1 - len(x)))
+    mag = np.abs(audio.stft(x, N_FFT, HOP))
+    pooled = _FREQ_POOL @ mag @ audio.area_pool_matrix(mag.shape[1], TIME_BINS).T
+    return np.log(pooled + LOG_EPS).astype(np.float32)
+
+
+def _build(config: dict, show_progress: bool) -> dict[str, np.ndarray]:
+    """Reads, featurises, splits and pairs everything; returns flat ``<split>/<field>`` arrays."""
+    folder = Path(config["recordings"])
+    split_of = {s: "test" for s in config["test_speakers"]} | {s: "val" for s in config["val_speakers"]}
+    logs = {s: DropLog(f"avdigits/{s}", "<digit>_<speaker>_<index>.wav, 8 kHz mono") for s in SPLITS}
+    rows = {s: {"audio": [], "label": [], "speaker": [], "utterance": []} for s in SPLITS}
+    unrecognised = []
+    for path in cache.progress(sorted(folder.glob("*.wav")), show_progress, desc="avdigits"):
+        m = _FILE.match(path.name)
+        if not m or m.group(2) not in SPEAKERS:
+            unrecognised.append(path.name)
+            continue
+        split = split_of.get(m.group(2), "train")
+        try:
+            rate, samples = audio.read_wav(path)
+        except DataFormatError as e:
+            logs[split].drop("bad_audio", path, str(e))
+            continue
+        row = rows[split]
+        row["audio"].append(audio_features(samples, rate))
+        row["label"].append(int(m.group(1)))
+        row["speaker"].append(SPEAKERS.index(m.group(2)))
+        row["utterance"].append(int(m.group(3)))
+    if unrecognised:
+        logger.warning("avdigits: ignored %d files not named <digit>_<speaker>_<index>.wav with a known "
+                       "speaker, e.g. %s", len(unrecognised), unrecognised[0])
+    for split in SPLITS:
+        if not rows[split]["label"]:
+            raise DataFormatError(f"avdigits: no usable recordings for the {split} split in {folder} "
+                                  f"(dropped: {logs[split].counts or 'none'})")
+    mean = float(np.mean(rows["train"]["audio"]))
+    std = float(np.std(rows["train"]["audio"]))
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)
+    sizes = np.array([len(rows[s]["label"]) for s in SPLITS], np.float64)
+    rng = np.random.default_rng(config["seed"])
+    pools = {s: [] for s in SPLITS}
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(digits.target == c))
+        cuts = np.round(np.cumsum(sizes / sizes.sum())[:2] * len(idx)).astype(int)
+        for split, chunk in zip(SPLITS, np.split(idx, cuts)):
+            pools[split].append(chunk)
+    out = {}
+    for split in SPLITS:
+        row = rows[split]
+        label = np.asarray(row["label"], np.int32)
+        image_index = np.empty(len(label), np.int32)
+        for c in range(10):
+            where = np.flatnonzero(label == c)
+            pool = pools[split][c]
+            image_index[where] = pool[np.arange(len(where)) % len(pool)]
+        feats = (np.stack(row["audio"]) - mean) / std
+        image = images[image_index]
+        if config["audio_noise_std"]:
+            feats = feats + rng.normal(0.0, config["audio_noise_std"], feats.shape)
+        if config["image_noise_std"]:
+            image = image + rng.normal(0.0, config["image_noise_std"], image.shape)
+        out |= {f"{split}/audio": feats[..., None].astype(np.float32),
+                f"{split}/image": image[..., None].astype(np.float32), f"{split}/label": label,
+                f"{split}/image_index": image_index,
+                f"{split}/speaker": np.asarray(row["speaker"], np.int32),
+                f"{split}/utterance": np.asarray(row["utterance"], np.int32)}
+        out |= {f"{split}/dropped/{r}": np.asarray(n) for r, n in logs[split].summary().items()}
+    return out
+
+
+def load_avdigits(fsdd_dir: str | os.PathLike | None = None, *, test_speakers: Sequence[str] = TEST_SPEAKERS,
+                  val_speakers: Sequence[str] = VAL_SPEAKERS, seed: int = 0, image_noise_std: float = 0.0,
+                  audio_noise_std: float = 0.0, cache_dir: str | os.PathLike | None = None,
+                  progress: bool = False) -> DatasetSplits:
+    """Builds the avdigits audio-visual dataset (10 classes, modalities ``audio`` and ``image``).
+
+    Args:
+      fsdd_dir: folder of FSDD wavs (or its parent); default ``$JAXMM_FSDD_DIR``, then
+        ``../shared/data/fsdd/recordings`` beside the checkout.
+      test_speakers: speakers held out for test.
+      val_speakers: speakers held out for validation; all others train.
+      seed: image pairing (and noise) seed.
+      image_noise_std: std of Gaussian noise added to images (weakens the image modality).
+      audio_noise_std: std of Gaussian noise added to standardised audio features.
+      cache_dir: cache the built arrays there (see :func:`jaxmm.data.cache.cached`); ``None``: no cache.
+      progress: show a tqdm bar while reading recordings.
+
+    Returns:
+      :class:`DatasetSplits`; ``audio [N, 32, 32, 1]``, ``image [N, 8, 8, 1]``.
+
+    Raises:
+      FileNotFoundError: when no recordings are found (the message says where it looked).
+      ValueError: for unknown or overlapping speakers, or no speaker left for training.
+    """
+    test_speakers, val_speakers = tuple(test_speakers), tuple(val_speakers)
+    unknown = sorted(set(test_speakers + val_speakers) - set(SPEAKERS))
+    if unknown:
+        raise ValueError(f"unknown FSDD speakers {unknown}; known: {SPEAKERS}")
+    if set(test_speakers) & set(val_speakers) or not test_speakers or not val_speakers:
+        raise ValueError(f"test {test_speakers} and val {val_speakers} speakers must be non-empty and disjoint")
+    if not set(SPEAKERS) - set(test_speakers) - set(val_speakers):
+        raise ValueError("no speaker left for training")
+    config = {"recordings": str(find_recordings(fsdd_dir)), "test_speakers": sorted(test_speakers),
+              "val_speakers": sorted(val_speakers), "seed": seed, "image_noise_std": image_noise_std,
+              "audio_noise_std": audio_noise_std, "features": [SAMPLE_RATE, N_FFT, HOP, FREQ_BINS, TIME_BINS,
+                                                                LOG_EPS]}
+    arrays = cache.cached(_build, config, cache_dir, name="avdigits", show_progress=progress)
+    datasets = []
+    for split in SPLITS:
+        prefix = f"{split}/dropped/"
+        datasets.append(ArrayDataset(
+            inputs={"audio": arrays[f"{split}/audio"], "image": arrays[f"{split}/image"]},
+            label=arrays[f"{split}/label"], num_classes=10,
+            meta={k: arrays[f"{split}/{k}"] for k in ("speaker", "utterance", "image_index")},
+            name=f"avdigits/{split}", class_names=tuple(str(d) for d in range(10)),
+            dropped={k[len(prefix):]: int(v) for k, v in arrays.items() if k.startswith(prefix)}))
+    return DatasetSplits(*datasets)
