@@ -1,0 +1,1 @@
+"""Masks, fills and vmapped counterfactual passes (SynIB and the masking control)."""

@@ -1,0 +1,1 @@
+"""Synthetic benchmarks generated from JAX PRNG keys (vmappable over keys and knobs)."""

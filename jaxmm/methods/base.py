@@ -1,0 +1,100 @@
+"""The method interface: what a method supplies for the generic trainer to run it.
+
+A method is a frozen :class:`Method` record of pure functions; nothing
+subclasses the trainer. See DESIGN.md, "the method interface".
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmm.data.types import Batch
+from jaxmm.losses import classification_loss
+from jaxmm.models.multimodal import ModelOutput
+
+
+class StepContext(NamedTuple):
+    """What a method's ``terms`` sees besides the model and the batch (a pytree).
+
+    Attributes:
+      rng: PRNG key for this step (already split off the run's stream).
+      hparams: scalar hyper-parameters of this run (traced, so a grid of runs
+        with different values is one vmapped program), e.g. ``lam``, ``lr``.
+      epoch: current epoch (traced int).
+      method_state: the method's own state (EMA statistics, per-example weights, …).
+      train: static flag, False in evaluation passes.
+    """
+
+    rng: jax.Array
+    hparams: dict[str, jax.Array]
+    epoch: jax.Array
+    method_state: Any
+    train: bool = True
+
+
+TermsFn = Callable[[Any, Batch, StepContext], tuple[dict[str, jax.Array], dict[str, Any]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What the model must contain for a method.
+
+    Attributes:
+      fuse: build the fused head.
+      unimodal_heads: build a head per modality.
+      modalities: restrict the model to these modalities (``None``: all).
+    """
+
+    fuse: bool = True
+    unimodal_heads: bool = True
+    modalities: tuple[str, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A training method as pure pieces.
+
+    Attributes:
+      name: registry name.
+      summary: one line for ``jaxmm methods``.
+      terms: ``(model, batch, ctx) -> (per-example terms, aux)``. ``aux`` may hold
+        ``"method_state"`` (the updated state) and scalar diagnostics.
+      term_weights: ``ctx -> {term: weight}``; the loss is ``Σ w_t · mean(term_t)``.
+      hparams: defaults of the vmappable scalar hyper-parameters the method reads.
+      model: what the model must contain.
+      predict: inference rule, ``ModelOutput -> [B, K]`` logits or probabilities.
+      init_state: ``(model, example batch) -> method state`` (default: empty dict).
+      extra_modules: ``(trunk_width, num_outputs, rngs) -> {name: nnx.Module}`` the
+        method adds to the model (``model.extras``), or ``None``.
+      options: the static options the method was built with (logged in config.json).
+    """
+
+    name: str
+    summary: str
+    terms: TermsFn
+    term_weights: Callable[[StepContext], Mapping[str, Any]]
+    hparams: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    model: ModelSpec = ModelSpec()
+    predict: Callable[[ModelOutput], jax.Array] = lambda out: out.logits
+    init_state: Callable[[Any, Batch], Any] = lambda model, batch: {}
+    extra_modules: Callable | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def unimodal_ce(out: ModelOutput, labels: jax.Array) -> jax.Array:
+    """Sum over modalities of each unimodal head's per-example cross-entropy."""
+    return sum(classification_loss(logits, labels) for logits in out.unimodal_logits.values())
+
+
+def average_softmax(out: ModelOutput) -> jax.Array:
+    """Ensemble inference: mean of the unimodal heads' probabilities (sigmoid for one logit)."""
+    probs = [
+        jax.nn.sigmoid(v) if v.shape[-1] == 1 else jax.nn.softmax(v, axis=-1)
+        for v in out.unimodal_logits.values()
+    ]
+    mean = jnp.mean(jnp.stack(probs), axis=0)
+    # Binary heads: return a logit so that "> 0" thresholds the averaged probability at 0.5.
+    return jnp.log(mean) - jnp.log1p(-mean) if mean.shape[-1] == 1 else mean

@@ -1,0 +1,60 @@
+"""Deterministic, seeded batching of stacked per-run datasets (host side).
+
+A run set's split is held as arrays with a leading run axis ``[R, N, ...]``.
+Epoch ``e`` of run ``r`` visits the permutation drawn from ``(seed_r, e)``, so
+the data order after a resume is exactly the order without interruption: the
+iterator position is just the epoch number.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from jaxmm.data.types import ArrayDataset, Batch
+
+
+def stack_runs(datasets: Sequence[ArrayDataset]) -> Batch:
+    """Stacks one dataset per run into a host :class:`Batch` with leading axes ``[R, N]``."""
+    first = datasets[0]
+    for d in datasets[1:]:
+        if len(d) != len(first) or d.modalities != first.modalities:
+            raise ValueError(f"runs of one grid need equally sized splits with the same modalities; "
+                             f"{first.name} has {len(first)} examples of {first.modalities}, "
+                             f"{d.name} has {len(d)} of {d.modalities}")
+    stack = lambda get: {k: np.stack([get(d)[k] for d in datasets]) for k in get(first)}
+    n = len(first)
+    return Batch(inputs=stack(lambda d: d.inputs), label=np.stack([d.label for d in datasets]),
+                 index=np.broadcast_to(np.arange(n, dtype=np.int32), (len(datasets), n)),
+                 meta=stack(lambda d: d.meta))
+
+
+def epoch_permutations(seeds: Sequence[int], epoch: int, n: int) -> np.ndarray:
+    """``[R, n]`` per-run permutations of epoch ``epoch``."""
+    return np.stack([np.random.default_rng([int(s), int(epoch)]).permutation(n) for s in seeds])
+
+
+def gather(data: Batch, idx: np.ndarray, valid: np.ndarray) -> Batch:
+    """Per-run rows ``idx [R, B]`` of stacked ``data``; ``meta['valid']`` marks real (unpadded) rows."""
+    rows = np.arange(idx.shape[0])[:, None]
+    take = lambda tree: {k: v[rows, idx] for k, v in tree.items()}
+    return Batch(inputs=take(data.inputs), label=data.label[rows, idx], index=data.index[rows, idx],
+                 meta={**take(data.meta), "valid": valid.astype(np.float32)})
+
+
+def batches(data: Batch, order: np.ndarray, batch_size: int) -> Iterator[Batch]:
+    """Batches of ``batch_size`` following ``order [R, N]``; the last one is padded and masked."""
+    n = order.shape[1]
+    for start in range(0, n, batch_size):
+        idx = order[:, start:start + batch_size]
+        valid = np.ones(idx.shape, bool)
+        if idx.shape[1] < batch_size:
+            pad = batch_size - idx.shape[1]
+            idx = np.concatenate([idx, np.repeat(idx[:, :1], pad, axis=1)], axis=1)
+            valid = np.concatenate([valid, np.zeros((idx.shape[0], pad), bool)], axis=1)
+        yield gather(data, idx, valid)
+
+
+def num_batches(n: int, batch_size: int) -> int:
+    """Batches per epoch (the last one may be partial)."""
+    return -(-n // batch_size)

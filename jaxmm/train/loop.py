@@ -1,0 +1,183 @@
+"""The epoch loop: training, validation, selection, early stopping, checkpoints and outputs."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxmm.data.types import DatasetSplits
+from jaxmm.data.validate import validate_splits
+from jaxmm.methods.base import Method
+from jaxmm.metrics.classification import classification_report
+from jaxmm.models.multimodal import MLPModelConfig
+from jaxmm.train.batching import batches, epoch_permutations, num_batches, stack_runs
+from jaxmm.train.checkpoint import Checkpointer
+from jaxmm.train.config import OptimizerConfig, TrainConfig
+from jaxmm.train.outputs import RunDir, plot_curves
+from jaxmm.train.trainer import Trainer, resolve_hparams
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+      test: per-run test metrics of the selected parameters.
+      val: per-run validation metrics of the selected parameters.
+      selected_epoch: per-run epoch (1-based count of epochs trained) whose parameters were kept.
+      history: the per-epoch records written to ``metrics.jsonl``.
+      state: the final train state (last epoch; the selected parameters are in ``params``).
+      params: the selected parameters (stacked over runs).
+      trainer: the compiled functions (for further evaluation).
+    """
+
+    test: list[dict]
+    val: list[dict]
+    selected_epoch: list[int]
+    history: list[dict]
+    state: object
+    params: object
+    trainer: Trainer
+
+
+def _evaluate(trainer: Trainer, state, data, split_meta, chunk: int) -> list[dict]:
+    pred, uni = trainer.predict(state, data, chunk)
+    groups = data.meta.get("source")
+    return [
+        classification_report(pred[r], data.label[r], split_meta.num_classes,
+                              {m: u[r] for m, u in uni.items()},
+                              groups=None if groups is None else groups[r], group_names=split_meta.group_names)
+        for r in range(pred.shape[0])
+    ]
+
+
+def _select(improved, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(improved.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
+
+
+def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], model_cfg: MLPModelConfig,
+        opt_cfg: OptimizerConfig, train_cfg: TrainConfig, *, hparams: Sequence[dict] | None = None,
+        run_dir: str | None = None, resume: bool = False, mesh=None, per_term_grads: bool = False) -> FitResult:
+    """Trains ``len(seeds)`` runs of ``method`` side by side (one vmapped program).
+
+    Args:
+      method: the method to train.
+      splits: one :class:`DatasetSplits` per run (equal sizes), or a single one shared by all runs.
+      seeds: model seeds, one per run.
+      model_cfg, opt_cfg, train_cfg: configuration.
+      hparams: per-run hyper-parameter overrides (e.g. ``[{"lam": 1.0}, {"lam": 10.0}]``).
+      run_dir: output folder (``None``: no files, no checkpoints).
+      resume: continue from the newest checkpoint in ``run_dir``.
+      mesh: device mesh (default: all devices on a ``data`` axis).
+      per_term_grads: compute gradients term by term (one forward, vmapped VJP).
+
+    Returns:
+      A :class:`FitResult`.
+    """
+    seeds = list(seeds)
+    splits = list(splits) if len(splits) > 1 else list(splits) * len(seeds)
+    if len(splits) != len(seeds):
+        raise ValueError(f"got {len(splits)} dataset splits for {len(seeds)} seeds; pass one per seed or one shared")
+    hparams = list(hparams or [{}] * len(seeds))
+    if len(hparams) != len(seeds):
+        raise ValueError(f"got {len(hparams)} hyper-parameter sets for {len(seeds)} seeds")
+    for s in splits:
+        validate_splits(s)
+    first = splits[0]
+    input_dims = {m: int(np.prod(x.shape[1:])) for m, x in first.train.inputs.items()}
+    num_outputs = 1 if first.num_classes == 2 else first.num_classes
+    hp = resolve_hparams(method, opt_cfg, hparams)
+    trainer = Trainer(method, input_dims, num_outputs, model_cfg, opt_cfg, mesh, per_term_grads)
+    data = {name: stack_runs([getattr(s, name) for s in splits]) for name in ("train", "val", "test")}
+    n_train = len(first.train)
+
+    example = next(batches(data["train"], np.arange(n_train)[None], train_cfg.batch_size))
+    state = trainer.init(seeds, hp, jax.tree.map(lambda x: x[0], example))
+    runs = len(seeds)
+    loop = {"epoch": np.zeros((), np.int32), "best_score": np.full(runs, -np.inf, np.float32),
+            "best_epoch": np.zeros(runs, np.int32), "bad_epochs": np.zeros(runs, np.int32)}
+    if train_cfg.select == "best":
+        loop["best_params"], loop["best_rest"] = state.params, state.rest
+
+    out = RunDir(run_dir) if run_dir else None
+    ckpt = Checkpointer(run_dir) if run_dir and train_cfg.checkpoint_every else None
+    start = 0
+    if resume:
+        if ckpt is None or ckpt.latest_epoch() is None:
+            raise FileNotFoundError(f"--resume: no checkpoint found under {run_dir}/checkpoints")
+        restored = ckpt.restore({"state": state, "loop": loop})
+        state, loop = restored["state"], restored["loop"]
+        start = int(loop["epoch"])
+        out.truncate_metrics(start)
+    elif out:
+        out.truncate_metrics(0)
+    history = out.read_metrics() if out else []
+
+    bar = tqdm(range(start, train_cfg.epochs), desc=f"{method.name} x{runs}", disable=not train_cfg.progress,
+               initial=start, total=train_cfg.epochs)
+    for epoch in bar:
+        sums, count = {}, 0
+        for batch in batches(data["train"], epoch_permutations(seeds, epoch, n_train), train_cfg.batch_size):
+            state, metrics = trainer.step(state, batch, hp)
+            sums = metrics if not sums else jax.tree.map(jnp.add, sums, metrics)
+            count += 1
+        state = state._replace(epoch=state.epoch + 1)
+        record = {"epoch": epoch, **{f"train/{k}": np.asarray(v) / count for k, v in sums.items()}}
+        if not np.all(np.isfinite(record["train/loss"])):
+            raise FloatingPointError(f"training loss became {record['train/loss']} at epoch {epoch} "
+                                     f"({method.name}); lower the learning rate or check the inputs")
+        val = _evaluate(trainer, state, data["val"], first.val, train_cfg.eval_batch_size)
+        record.update({f"val/{k}": [v[k] for v in val] for k in val[0]})
+        if train_cfg.eval_train:
+            tr = _evaluate(trainer, state, data["train"], first.train, train_cfg.eval_batch_size)
+            record.update({f"trainset/{k}": [v[k] for v in tr] for k in tr[0]})
+        score = np.asarray([v.get(train_cfg.select_metric, np.nan) for v in val], np.float32)
+        improved = score > loop["best_score"]
+        loop["best_score"] = np.where(improved, score, loop["best_score"])
+        loop["best_epoch"] = np.where(improved, epoch + 1, loop["best_epoch"])
+        loop["bad_epochs"] = np.where(improved, 0, loop["bad_epochs"] + 1)
+        if train_cfg.select == "best":
+            loop["best_params"] = _select(jnp.asarray(improved), state.params, loop["best_params"])
+            loop["best_rest"] = _select(jnp.asarray(improved), state.rest, loop["best_rest"])
+        loop["epoch"] = np.asarray(epoch + 1, np.int32)
+        history.append(record)
+        if out:
+            out.append_metrics(record)
+        if ckpt and ((epoch + 1) % train_cfg.checkpoint_every == 0 or epoch + 1 == train_cfg.epochs):
+            ckpt.save(epoch + 1, {"state": state, "loop": loop})
+        bar.set_postfix(loss=f"{np.mean(record['train/loss']):.3f}",
+                        val=f"{np.nanmean(score):.3f}")
+        if train_cfg.patience and np.all(loop["bad_epochs"] >= train_cfg.patience):
+            break
+
+    if train_cfg.select == "best":
+        final = state._replace(params=loop["best_params"], rest=loop["best_rest"])
+        selected = [int(e) for e in loop["best_epoch"]]
+    else:
+        final, selected = state, [int(loop["epoch"])] * runs
+    test = _evaluate(trainer, final, data["test"], first.test, train_cfg.eval_batch_size)
+    val = _evaluate(trainer, final, data["val"], first.val, train_cfg.eval_batch_size)
+    result = FitResult(test, val, selected, history, state, final.params, trainer)
+    if out:
+        _write_outputs(out, method, seeds, hparams, result)
+    return result
+
+
+def summarize(per_run: list[dict]) -> dict:
+    """Mean and standard deviation over runs of every metric."""
+    keys = per_run[0].keys()
+    return {k: {"mean": float(np.nanmean([r[k] for r in per_run])), "std": float(np.nanstd([r[k] for r in per_run]))}
+            for k in keys}
+
+
+def _write_outputs(out: RunDir, method, seeds, hparams, result: FitResult) -> None:
+    runs = [{"seed": s, "hparams": h, "selected_epoch": e, "test": t, "val": v}
+            for s, h, e, t, v in zip(seeds, hparams, result.selected_epoch, result.test, result.val)]
+    out.write_json("results.json", {"method": method.name, "runs": runs, "test_summary": summarize(result.test)})
+    keys = ["train/loss", "val/acc"] + [k for k in result.history[0] if k.startswith("val/acc/")][:4]
+    plot_curves(result.history, keys, out.file("curves.png"), title=method.name)

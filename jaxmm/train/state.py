@@ -1,0 +1,69 @@
+"""The train state pytree and model construction for a (vmapped) set of runs."""
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxmm.methods.base import Method
+from jaxmm.models.multimodal import MLPModelConfig, MultimodalClassifier
+from jaxmm.train.optim import init_optimizer
+
+
+class TrainState(NamedTuple):
+    """Everything a step reads and writes (one run; a grid stacks a leading run axis).
+
+    Attributes:
+      params: ``nnx.Param`` state of the model.
+      rest: the model's other state (dropout streams, batch statistics).
+      opt_state: optimiser (and method transformation) state.
+      method_state: the method's own state.
+      rng: the run's PRNG key (raw uint32 key data, so checkpoints can hold it).
+      step: optimiser steps taken.
+      epoch: epochs completed.
+    """
+
+    params: Any
+    rest: Any
+    opt_state: Any
+    method_state: Any
+    rng: jax.Array
+    step: jax.Array
+    epoch: jax.Array
+
+
+def build_model(method: Method, input_dims: Mapping[str, int], num_outputs: int, cfg: MLPModelConfig,
+                rngs: nnx.Rngs) -> MultimodalClassifier:
+    """The model a method needs, restricted to the modalities it uses."""
+    mods = method.model.modalities or tuple(input_dims)
+    unknown = set(mods) - set(input_dims)
+    if unknown:
+        raise ValueError(f"method {method.name!r} needs modalities {sorted(unknown)} the dataset lacks; "
+                         f"it has {sorted(input_dims)}")
+    return MultimodalClassifier({m: input_dims[m] for m in mods}, num_outputs, cfg,
+                                unimodal_heads=method.model.unimodal_heads, fuse=method.model.fuse,
+                                extra_modules=method.extra_modules, rngs=rngs)
+
+
+def graphdefs(method, input_dims, num_outputs, cfg):
+    """Static train- and eval-mode graph definitions (no arrays are allocated)."""
+    model = nnx.eval_shape(lambda: build_model(method, input_dims, num_outputs, cfg, nnx.Rngs(0)))
+    model.train()
+    train_def = nnx.split(model, nnx.Param, ...)[0]
+    model.eval()
+    eval_def = nnx.split(model, nnx.Param, ...)[0]
+    return train_def, eval_def
+
+
+def init_state(method, input_dims, num_outputs, cfg, optimizer, seed, hparams, example_batch) -> TrainState:
+    """One run's initial state from its seed (traceable: vmap it over seeds and hparams)."""
+    key = jax.random.PRNGKey(seed)
+    init_key, dropout_key, run_key = jax.random.split(key, 3)
+    model = build_model(method, input_dims, num_outputs, cfg, nnx.Rngs(params=init_key, dropout=dropout_key))
+    method_state = method.init_state(model, example_batch)
+    _, params, rest = nnx.split(model, nnx.Param, ...)
+    opt_state = init_optimizer(optimizer, params, hparams["lr"], hparams["weight_decay"])
+    return TrainState(params, rest, opt_state, method_state, run_key,
+                      jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))

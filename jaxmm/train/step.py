@@ -1,0 +1,107 @@
+"""The one train step every method runs, and the evaluation forward pass.
+
+Both are pure functions of a single run's :class:`TrainState`; the loop vmaps
+them over runs and jits the result once.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from jaxmm.data.types import Batch
+from jaxmm.methods.base import Method, StepContext
+from jaxmm.train.state import TrainState
+
+
+def masked_mean(values: jax.Array, valid: jax.Array) -> jax.Array:
+    """Mean of per-example ``values`` over examples with ``valid == 1`` (padding excluded)."""
+    if values.ndim != 1:
+        raise ValueError(f"loss terms must be per-example [B] arrays, got shape {values.shape}")
+    w = valid.astype(values.dtype)
+    return jnp.sum(values * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def per_term_gradients(term_means_fn, params):
+    """Per-term gradients from one forward pass and a vmapped VJP.
+
+    Args:
+      term_means_fn: ``params -> ({name: scalar}, aux)``.
+      params: the parameters to differentiate.
+
+    Returns:
+      (term means, stacked gradients with leading axis over ``sorted(names)``, aux).
+    """
+    def vector_fn(p):
+        means, aux = term_means_fn(p)
+        names = sorted(means)
+        return jnp.stack([means[n] for n in names]), (means, aux)
+
+    vec, vjp_fn, (means, aux) = jax.vjp(vector_fn, params, has_aux=True)
+    (stacked,) = jax.vmap(vjp_fn)(jnp.eye(vec.shape[0], dtype=vec.dtype))
+    return means, stacked, aux
+
+
+def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransformation,
+                     per_term: bool = False):
+    """``step(state, batch, hparams) -> (state, metrics)`` for one run.
+
+    Args:
+      method: the method (its terms, weights, and state updates).
+      graphdef: train-mode graph definition of the model.
+      optimizer: optax transformation applied to the combined gradient.
+      per_term: compute per-term gradients with one forward and a vmapped VJP
+        (exposed as ``metrics['grad_norm/<term>']``); the update uses their
+        weighted sum, which equals the ordinary gradient.
+    """
+
+    def step(state: TrainState, batch: Batch, hparams: dict[str, jax.Array]):
+        rng, step_key = jax.random.split(state.rng)
+        ctx = StepContext(step_key, hparams, state.epoch, state.method_state, True)
+        valid = batch.meta["valid"]
+
+        def term_means(params):
+            model = nnx.merge(graphdef, params, state.rest)
+            terms, aux = method.terms(model, batch, ctx)
+            rest = nnx.split(model, nnx.Param, ...)[2]
+            return {k: masked_mean(v, valid) for k, v in terms.items()}, (aux, rest)
+
+        weights = method.term_weights(ctx)
+        metrics: dict[str, Any] = {}
+        if per_term:
+            means, stacked, (aux, rest) = per_term_gradients(term_means, state.params)
+            w = jnp.stack([jnp.asarray(weights[n], jnp.float32) for n in sorted(means)])
+            grads = jax.tree.map(lambda g: jnp.tensordot(w.astype(g.dtype), g, axes=1), stacked)
+            for i, n in enumerate(sorted(means)):
+                metrics[f"grad_norm/{n}"] = optax.global_norm(jax.tree.map(lambda g, i=i: g[i], stacked))
+        else:
+            def total(params):
+                means, extra = term_means(params)
+                return sum(weights[k] * v for k, v in means.items()), (means, extra)
+
+            grads, (means, (aux, rest)) = jax.grad(total, has_aux=True)(state.params)
+        loss = sum(weights[k] * v for k, v in means.items())
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        method_state = aux.pop("method_state", state.method_state)
+        metrics.update({"loss": loss, **{f"term/{k}": v for k, v in means.items()},
+                        **{k: v for k, v in aux.items() if jnp.ndim(v) == 0}})
+        new_state = state._replace(params=params, rest=rest, opt_state=opt_state, method_state=method_state,
+                                   rng=rng, step=state.step + 1)
+        return new_state, metrics
+
+    return step
+
+
+def build_eval_step(method: Method, graphdef):
+    """``eval_step(params, rest, inputs) -> (prediction [B, K], {modality: unimodal logits})``."""
+
+    def eval_step(params, rest, inputs):
+        model = nnx.merge(graphdef, params, rest)
+        out = model(inputs)
+        return method.predict(out), out.unimodal_logits
+
+    return eval_step
