@@ -1,0 +1,1 @@
+"""Experiments reproducing the papers' figures; run with ``jaxmm experiment NAME``."""

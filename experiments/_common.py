@@ -1,0 +1,50 @@
+"""Helpers shared by the experiments: grids of vmapped runs, tables and summaries."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Sequence
+
+import numpy as np
+
+from jaxmm.train.outputs import RunDir
+
+
+def mean_std_table(rows: Sequence[str], cols: Sequence[str], values: dict, row_title: str, fmt="{:.3f}") -> str:
+    """A Markdown table whose cells are ``mean ± std`` of ``values[(row, col)]`` (a list of per-seed numbers)."""
+    head = f"| {row_title} | " + " | ".join(cols) + " |"
+    lines = [head, "|" + "---|" * (len(cols) + 1)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = np.asarray(values.get((r, c), []), float)
+            cells.append(f"{fmt.format(v.mean())} ± {fmt.format(v.std())}" if v.size else "—")
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_summary(out: RunDir, title: str, command: str, sections: dict[str, str], seconds: float) -> str:
+    """Writes ``summary.md`` (title, the command, sections) and returns its text."""
+    text = [f"# {title}", "", f"Command: `{command}`", f"Wall time: {seconds:.0f} s", ""]
+    for heading, body in sections.items():
+        text += [f"## {heading}", "", body, ""]
+    body = "\n".join(text)
+    with open(out.file("summary.md"), "w") as f:
+        f.write(body)
+    return body
+
+
+class Timer:
+    """Wall-clock seconds since construction."""
+
+    def __init__(self):
+        self.start = time.time()
+
+    @property
+    def seconds(self) -> float:
+        return time.time() - self.start
+
+
+def output_dir(base: str, name: str) -> RunDir:
+    """``<base>/<name>`` as a :class:`RunDir`."""
+    return RunDir(os.path.join(base, name))

@@ -1,0 +1,53 @@
+import jax
+import numpy as np
+import pytest
+
+from jaxmm.data.synthetic import spurious_xor
+
+
+@pytest.fixture(scope="module")
+def data():
+    return spurious_xor.splits(0, 0.8, sizes={"test": 4000})
+
+
+def _logreg_acc(x_train, y_train, x_test, y_test):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=500).fit(x_train, y_train).score(x_test, y_test)
+
+
+def test_sizes_and_labels(data):
+    assert (len(data.train), len(data.val), len(data.test)) == (300, 120, 4000)
+    assert set(np.unique(data.train.label)) == {0, 1}
+
+
+def test_neither_modality_alone_predicts_y_on_test(data):
+    for m in ("x0", "x1"):
+        acc = _logreg_acc(data.train.inputs[m], data.train.label, data.test.inputs[m], data.test.label)
+        assert acc < 0.56, (m, acc)
+
+
+def test_xor_of_the_signal_blocks_is_the_label(data):
+    b0 = data.test.inputs["x0"][:, :4].mean(1) > 0
+    b1 = data.test.inputs["x1"][:, :4].mean(1) > 0
+    assert np.mean((b0 ^ b1) == data.test.label) > 0.999
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.4, 0.8, 1.0])
+def test_spur_correlates_with_y_at_alpha_in_train_only(alpha):
+    d = jax.device_get(spurious_xor.generate(jax.random.key(3), 20000, alpha))
+    corr = np.corrcoef(d["x0"][:, 4], 2 * d["y"] - 1)[0, 1]
+    assert abs(corr - alpha) < 0.02
+    s = spurious_xor.splits(1, alpha, sizes={"test": 20000})
+    assert abs(np.corrcoef(s.test.inputs["x0"][:, 4], s.test.label)[0, 1]) < 0.03
+
+
+def test_oracle_masks_mark_the_signal_block(data):
+    mask = data.train.meta["mask/x0"]
+    assert mask[:, :4].all() and not mask[:, 4:].any()
+
+
+def test_alpha_above_one_is_a_deterministic_shortcut():
+    d = jax.device_get(spurious_xor.generate(jax.random.key(0), 100, 2.0))
+    expected = np.broadcast_to(1.3 * 2.0 * (2 * d["y"][:, None] - 1), (100, 6))
+    np.testing.assert_allclose(d["x0"][:, 4:10], expected, rtol=1e-6)
