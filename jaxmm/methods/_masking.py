@@ -87,14 +87,14 @@ def pure(model, fn):
     (dropout counters, batch statistics) are discarded instead of leaking tracers.
     """
     graphdef, state = nnx.split(model)
-    return lambda *args: fn(nnx.merge(graphdef, state), *args)
+    return lambda *args: fn(nnx.merge(graphdef, state, copy=True), *args)
 
 
 def init_masking_state(model, batch: Batch, cfg: MaskingConfig):
     """EMA statistics per modality for ``fill="ema"`` (empty otherwise)."""
     if cfg.fill != "ema":
         return {}
-    shapes = jax.eval_shape(lambda: clean_values(model, batch, cfg, model.encode(batch.inputs)))
+    shapes = jax.eval_shape(pure(model, lambda mod: clean_values(mod, batch, cfg, mod.encode(batch.inputs))))
     return {"stats": {m: init_feature_stats(s.shape[1:]) for m, s in shapes.items()}}
 
 

@@ -102,7 +102,7 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
     loop = {"epoch": np.zeros((), np.int32), "best_score": np.full(runs, -np.inf, np.float32),
             "best_epoch": np.zeros(runs, np.int32), "bad_epochs": np.zeros(runs, np.int32)}
     if train_cfg.select == "best":
-        loop["best_params"], loop["best_rest"] = state.params, state.rest
+        loop["best_params"], loop["best_rest"] = jax.tree.map(jnp.copy, (state.params, state.rest))  # state is donated
 
     out = RunDir(run_dir) if run_dir else None
     ckpt = Checkpointer(run_dir) if run_dir and train_cfg.checkpoint_every else None

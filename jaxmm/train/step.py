@@ -64,7 +64,7 @@ def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransfor
         valid = batch.meta["valid"]
 
         def term_means(params):
-            model = nnx.merge(graphdef, params, state.rest)
+            model = nnx.merge(graphdef, params, state.rest, copy=True)
             terms, aux = method.terms(model, batch, ctx)
             rest = nnx.split(model, nnx.Param, ...)[2]
             return {k: masked_mean(v, valid) for k, v in terms.items()}, (aux, rest)
@@ -76,7 +76,7 @@ def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransfor
             w = jnp.stack([jnp.asarray(weights[n], jnp.float32) for n in sorted(means)])
             grads = jax.tree.map(lambda g: jnp.tensordot(w.astype(g.dtype), g, axes=1), stacked)
             for i, n in enumerate(sorted(means)):
-                metrics[f"grad_norm/{n}"] = optax.global_norm(jax.tree.map(lambda g, i=i: g[i], stacked))
+                metrics[f"grad_norm/{n}"] = optax.tree.norm(jax.tree.map(lambda g, i=i: g[i], stacked))
         else:
             def total(params):
                 means, extra = term_means(params)

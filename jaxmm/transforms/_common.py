@@ -1,0 +1,116 @@
+"""Checks and per-modality helpers shared by the gradient transformations.
+
+Hyper-parameter checks run eagerly in the factories; a value that is a JAX
+tracer (a hyper-parameter scheduled by :func:`optax.inject_hyperparams` inside
+a jitted step) is not checked, since its value is unknown at trace time.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _concrete(value: Any) -> bool:
+    return not isinstance(value, jax.core.Tracer)
+
+
+def check(ok: Any, method: str, message: str) -> None:
+    """Raise ``ValueError(f"{method}: {message}")`` unless ``ok`` (skipped for traced values)."""
+    if _concrete(ok) and not bool(ok):
+        raise ValueError(f"{method}: {message}")
+
+
+def check_positive(method: str, name: str, value: Any, *, allow_zero: bool = False) -> None:
+    """Check that a scalar hyper-parameter is > 0 (or >= 0 with ``allow_zero``)."""
+    if _concrete(value):
+        bound = "non-negative" if allow_zero else "positive"
+        ok = np.all(np.asarray(value) >= 0) if allow_zero else np.all(np.asarray(value) > 0)
+        check(ok, method, f"`{name}` must be {bound}, got {value!r}.")
+
+
+def check_choice(method: str, name: str, value: Any, choices: Sequence[Any]) -> None:
+    """Check that an option is one of ``choices``."""
+    check(value in choices, method, f"`{name}` must be one of {tuple(choices)}, got {value!r}.")
+
+
+def check_modalities(method: str, modalities: Sequence[str], *, minimum: int = 2) -> tuple[str, ...]:
+    """Validate a modality list (distinct strings, at least ``minimum``) and return it as a tuple."""
+    if isinstance(modalities, str):
+        raise ValueError(
+            f"{method}: `modalities` must be a sequence of names such as ('audio', 'visual'), "
+            f"got the single string {modalities!r}.")
+    modalities = tuple(modalities)
+    check(all(isinstance(m, str) for m in modalities), method,
+          f"`modalities` must be strings, got {modalities!r}.")
+    check(len(set(modalities)) == len(modalities), method,
+          f"`modalities` has duplicates: {modalities!r}.")
+    check(len(modalities) >= minimum, method,
+          f"needs at least {minimum} modalities, got {modalities!r}.")
+    return modalities
+
+
+def check_window(method: str, window: tuple[int, int] | None) -> None:
+    """Check an inclusive ``(first_epoch, last_epoch)`` modulation window (``None``: always on)."""
+    if window is None:
+        return
+    check(len(window) == 2 and window[0] <= window[1] and window[0] >= 0, method,
+          f"`window` must be (first_epoch, last_epoch) with 0 <= first <= last, got {window!r}.")
+
+
+def required(extra_args: Mapping[str, Any], name: str, method: str, what: str) -> Any:
+    """Fetch a keyword extra arg of ``update`` or raise a ValueError saying what to pass."""
+    if name not in extra_args or extra_args[name] is None:
+        raise ValueError(f"{method}: `update` needs the keyword argument `{name}=` ({what}).")
+    return extra_args[name]
+
+
+def require_params(params: Any, method: str) -> Any:
+    """Return ``params`` or raise a ValueError saying that ``update`` needs them."""
+    if params is None:
+        raise ValueError(f"{method}: `update` needs the current parameters: "
+                         f"call `update(updates, state, params, ...)`.")
+    return params
+
+
+def stack_modalities(values: Mapping[str, Any], modalities: Sequence[str], name: str,
+                     method: str) -> jax.Array:
+    """Stack per-modality scalars ``{modality: value}`` into a float32 ``[M]`` array.
+
+    Keys outside ``modalities`` are ignored; a missing modality raises a ValueError.
+    """
+    missing = [m for m in modalities if m not in values]
+    if missing:
+        raise ValueError(f"{method}: `{name}` has no entry for modalities {missing}; "
+                         f"pass a mapping with keys {tuple(modalities)}.")
+    return jnp.stack([jnp.asarray(values[m], jnp.float32).reshape(()) for m in modalities])
+
+
+def in_window(window: tuple[int, int] | None, extra_args: Mapping[str, Any],
+              method: str) -> jax.Array:
+    """Whether the ``epoch`` extra arg lies in the inclusive window (True when ``window`` is None)."""
+    if window is None:
+        return jnp.asarray(True)
+    epoch = jnp.asarray(required(extra_args, "epoch", method, "current epoch, an int"), jnp.int32)
+    return (epoch >= window[0]) & (epoch <= window[1])
+
+
+def dominance(scores: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The strictly dominant modality and its margin over the runner-up.
+
+    Args:
+      scores: ``[M]`` per-modality scores (higher = stronger).
+
+    Returns:
+      ``(is_dominant [M] bool, margin)``: a one-hot mask of the modality whose
+      score is strictly above every other one (all False on a tie for the top),
+      and ``top − runner-up`` (0 on a tie). For two modalities this is the
+      ``s_a > s_v`` / ``s_v > s_a`` rule of InfoReg and RedReg.
+    """
+    top = jnp.argmax(scores)
+    is_top = jnp.arange(scores.shape[0]) == top
+    runner_up = jnp.max(jnp.where(is_top, -jnp.inf, scores))
+    margin = scores[top] - runner_up
+    return is_top & (margin > 0), jnp.maximum(margin, 0.0)

@@ -1,0 +1,28 @@
+"""Tiny problems shared by the trainer tests."""
+import numpy as np
+
+from jaxmm.data.types import ArrayDataset, DatasetSplits
+from jaxmm.models.multimodal import MLPModelConfig
+from jaxmm.train.config import OptimizerConfig, TrainConfig
+
+MODEL = MLPModelConfig(encoder_hidden=(8,), fusion_hidden=(8,))
+OPT = OptimizerConfig("adam", 1e-2, 0.0)
+
+
+def tiny_splits(seed=0, n=(40, 16, 16), classes=3):
+    """Two modalities whose class means differ, sizes ``(train, val, test)``."""
+    rng = np.random.default_rng(seed)
+
+    def split(size, name):
+        y = rng.integers(0, classes, size)
+        centers = np.eye(classes, 4) * 2.0
+        inputs = {"a": (centers[y] + rng.normal(size=(size, 4))).astype(np.float32),
+                  "b": (centers[y][:, ::-1] + rng.normal(size=(size, 4))).astype(np.float32)}
+        return ArrayDataset(inputs, y, classes, name=name)
+
+    return DatasetSplits(split(n[0], "train"), split(n[1], "val"), split(n[2], "test"))
+
+
+def train_cfg(**kw):
+    """A small TrainConfig without progress bars."""
+    return TrainConfig(**{"epochs": 3, "batch_size": 16, "progress": False, "checkpoint_every": 0, **kw})

@@ -1,0 +1,84 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from jaxmm.data.types import ArrayDataset, DatasetSplits
+from jaxmm.methods import get_method
+from jaxmm.train.loop import fit
+
+from ._tiny import MODEL, OPT, tiny_splits, train_cfg
+
+
+def test_fit_learns_and_writes_outputs(tmp_path):
+    r = fit(get_method("vanilla"), [tiny_splits()], [0, 1], MODEL, OPT, train_cfg(epochs=15),
+            run_dir=str(tmp_path / "run"))
+    assert all(t["acc"] > 0.6 for t in r.test)  # 3 classes: chance is 1/3
+    assert r.trainer.traces == 1  # the padded last batch reuses the compiled step
+    for f in ("metrics.jsonl", "results.json", "curves.png"):
+        assert os.path.exists(tmp_path / "run" / f)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert len(results["runs"]) == 2 and "acc" in results["test_summary"]
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 15
+
+
+def test_select_best_keeps_the_best_validation_epoch():
+    r = fit(get_method("vanilla"), [tiny_splits()], [0], MODEL, OPT, train_cfg(epochs=6, select="best"))
+    val_curve = [h["val/acc"][0] for h in r.history]
+    assert r.selected_epoch[0] == int(np.argmax(val_curve)) + 1
+    assert r.val[0]["acc"] == pytest.approx(max(val_curve))
+
+
+def test_early_stopping():
+    r = fit(get_method("vanilla"), [tiny_splits()], [0], MODEL, OPT, train_cfg(epochs=50, patience=2))
+    assert len(r.history) < 50
+
+
+def test_ensemble_and_unimodal_run():
+    for method in (get_method("ensemble"), get_method("unimodal", modality="a")):
+        r = fit(method, [tiny_splits()], [0], MODEL, OPT, train_cfg(epochs=10))
+        assert r.test[0]["acc"] > 0.5
+
+
+def _with(splits, **changes):
+    train = splits.train
+    return DatasetSplits(ArrayDataset(**{**train.__dict__, **changes}), splits.val, splits.test)
+
+
+def test_labels_out_of_range_are_reported():
+    s = tiny_splits()
+    bad = _with(s, label=np.where(np.arange(len(s.train)) == 3, 7, s.train.label))
+    with pytest.raises(ValueError, match="labels outside"):
+        fit(get_method("vanilla"), [bad], [0], MODEL, OPT, train_cfg())
+
+
+def test_nan_inputs_are_reported():
+    s = tiny_splits()
+    a = s.train.inputs["a"].copy()
+    a[5, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN/inf values in 1 examples"):
+        fit(get_method("vanilla"), [_with(s, inputs={**s.train.inputs, "a": a})], [0], MODEL, OPT, train_cfg())
+
+
+def test_wrong_modality_shape_is_reported():
+    s = tiny_splits()
+    bad = _with(s, inputs={**s.train.inputs, "a": np.zeros((40, 5), np.float32)})
+    with pytest.raises(ValueError, match="per-example shape"):
+        fit(get_method("vanilla"), [bad], [0], MODEL, OPT, train_cfg())
+
+
+def test_unknown_hparam_and_mismatched_grid():
+    with pytest.raises(ValueError, match="no hyper-parameter"):
+        fit(get_method("vanilla"), [tiny_splits()], [0], MODEL, OPT, train_cfg(), hparams=[{"lambda": 1}])
+    with pytest.raises(ValueError, match="one per seed"):
+        fit(get_method("vanilla"), [tiny_splits(), tiny_splits()], [0, 1, 2], MODEL, OPT, train_cfg())
+
+
+def test_diverging_loss_is_reported():
+    from jaxmm.train.config import OptimizerConfig
+
+    s = tiny_splits()
+    huge = _with(s, inputs={**s.train.inputs, "a": s.train.inputs["a"] * 1e30})
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        fit(get_method("vanilla"), [huge], [0], MODEL, OptimizerConfig("sgd", 1e10), train_cfg())
