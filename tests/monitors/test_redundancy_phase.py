@@ -1,0 +1,61 @@
+"""RedReg's redundant-phase monitor: growth rate, EMA normalisation, resets, observations."""
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmm.monitors.redundancy_phase import (co_information_similarity, init_redundancy_phase,
+                                             noisy_views, redundancy_score, update_redundancy_phase)
+
+
+def _official(confidences, reds, window=10, gamma=0.5, momentum=0.9):
+    """Step-by-step reference in plain Python, one modality, one epoch."""
+    hist, ema, out = [], 0.0, []
+    for p, red in zip(confidences, reds):
+        hist.append(p)
+        if len(hist) <= window:
+            s = 1.0
+        else:
+            s1, s2 = sum(hist[-window:]) / window, sum(hist[-window - 1:-1]) / window
+            s = (s1 - s2) / (abs(s2) + 1e-12)
+        ema = momentum * ema + (1 - momentum) * red
+        out.append((s, red / (ema + 1e-12) - gamma * max(s, 0.0)))
+    return out
+
+
+def test_monitor_matches_reference_and_resets_each_epoch():
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.2, 0.9, size=(2, 14)).astype(np.float32)
+    reds = rng.uniform(0.5, 2.0, size=(2, 14)).astype(np.float32)
+    chex.clear_trace_counter()
+    update = jax.jit(chex.assert_max_traces(update_redundancy_phase, n=1))
+    state = init_redundancy_phase(2, window=10)
+    expected = [_official(list(conf[m]), list(reds[m])) for m in range(2)]
+    for t in range(14):
+        state = update(state, confidence=conf[:, t], redundancy=reds[:, t], epoch=0)
+        for m in range(2):
+            np.testing.assert_allclose(state.growth[m], expected[m][t][0], rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(state.indicator[m], expected[m][t][1], rtol=1e-4)
+    # First step of a new epoch: history and EMA reset, so r = red/(0.1 red) - gamma.
+    state = update(state, confidence=conf[:, 0], redundancy=reds[:, 0], epoch=1)
+    np.testing.assert_allclose(state.indicator, 10.0 - 0.5, rtol=1e-5)
+    assert int(state.length) == 1
+
+
+def test_redundancy_score_and_views():
+    x1, x2 = jnp.zeros((2, 3)), jnp.ones((2, 3))
+    f1, f2 = jnp.zeros((2, 4)), jnp.full((2, 4), 3.0)
+    np.testing.assert_allclose(redundancy_score(f1, f2, x1, x2), 9.0, rtol=1e-6)
+    v1, v2 = noisy_views(jax.random.PRNGKey(0), jnp.full((32, 32), 0.5), sigma=0.03)
+    np.testing.assert_allclose(np.std(np.asarray(v1) - np.asarray(v2)), 0.03 * np.sqrt(2), rtol=0.1)
+    c1, _ = noisy_views(jax.random.PRNGKey(1), jnp.zeros((32, 32)), sigma=1.0, clip=(0.0, 1.0))
+    assert float(c1.min()) >= 0.0 and float(c1.max()) <= 1.0
+
+
+def test_co_information_similarity():
+    a = jnp.array([[1.0, 0.0], [0.0, 2.0]])
+    v = jnp.array([[1.0, 1.0], [0.0, -1.0]])
+    np.testing.assert_allclose(co_information_similarity([a, v]), (np.sqrt(0.5) - 1.0) / 2, rtol=1e-6)
+    t = jnp.array([[2.0, 0.0], [0.0, 1.0]])
+    expected = np.mean([(np.sqrt(0.5) - 1.0) / 2, 1.0, (np.sqrt(0.5) - 1.0) / 2])
+    np.testing.assert_allclose(co_information_similarity([a, v, t]), expected, rtol=1e-6)

@@ -1,0 +1,14 @@
+"""Per-modality scores: true-class probability, its batch sum (OGM-GE) and mean (RedReg)."""
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmm.monitors.scores import confidence, discrepancy_score, true_class_probability
+
+
+def test_scores_by_hand():
+    logits = jnp.array([[0.0, 0.0], [np.log(3.0), 0.0], [0.0, np.log(4.0)]])
+    labels = jnp.array([1, 0, 0])
+    p = [0.5, 0.75, 0.2]
+    np.testing.assert_allclose(true_class_probability(logits, labels), p, rtol=1e-6)
+    np.testing.assert_allclose(discrepancy_score(logits, labels), sum(p), rtol=1e-6)
+    np.testing.assert_allclose(confidence(logits, labels), np.mean(p), rtol=1e-6)
