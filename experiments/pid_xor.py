@@ -1,0 +1,123 @@
+"""PID-controlled XOR (SynIB paper Figs. 7 and 8).
+
+Fig. 7: fusion test accuracy of vanilla and SynIB (oracle, random, learned
+masks) over compositions of the information simplex (``p_u2 = 0``).
+Fig. 8: per-source train/validation accuracy across epochs at ``p_syn = 0.2``.
+The paper's settings are the defaults (width 1024, grid step 0.05, 3 seeds,
+λ_kl ∈ {0.1, 1, 10} chosen by validation); on a CPU use e.g. ``--width 64``.
+
+    jaxmm experiment pid-xor [--points targets|simplex] [--width 1024] [--eval-train]
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from experiments import _pid
+from experiments._common import Timer, mean_std_table, output_dir, write_summary
+
+METHODS = ("vanilla", "synib-oracle", "synib-random", "synib-learned")
+
+
+def plot_simplex(acc: dict, methods, points, path: str, title: str) -> None:
+    """One triangle per method: test accuracy over (p_u1, p_red, p_syn), as Fig. 7."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.4), squeeze=False)
+    corners = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])  # u1, red, syn
+    xy = np.array([[p[0], p[2], p[3]] for p in points]) @ corners
+    for ax, m in zip(axes[0], methods):
+        values = [np.mean(acc[(m, p)]) for p in points]
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=values, cmap="viridis", vmin=0.5, vmax=1.0, s=60, marker="h")
+        ax.plot(*np.vstack([corners, corners[:1]]).T, color="k", lw=0.8)
+        for (cx, cy), label in zip(corners, ("u1", "red", "syn")):
+            ax.annotate(label, (cx, cy), textcoords="offset points", xytext=(0, 6 if cy else -12), ha="center")
+        ax.set_title(m)
+        ax.set_aspect("equal")
+        ax.axis("off")
+    fig.colorbar(sc, ax=axes[0].tolist(), shrink=0.8, label="fusion test accuracy")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_sources(histories: dict, methods, path: str, title: str) -> None:
+    """Per-source train (solid) and validation (dashed) accuracy across epochs, as Fig. 8."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.8 * len(methods), 3.2), squeeze=False, sharey=True)
+    for ax, m in zip(axes[0], methods):
+        hist = histories[m]
+        epochs = [h["epoch"] + 1 for h in hist]
+        for color, source in zip(("C0", "C2", "C3"), ("u1", "red", "syn")):
+            for split, style in (("trainset", "-"), ("val", "--")):
+                key = f"{split}/acc/source/{source}"
+                if key in hist[0]:
+                    ax.plot(epochs, [h[key] for h in hist], style, color=color,
+                            label=f"{source} {'train' if split == 'trainset' else 'val'}")
+        ax.set_title(m)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    """Command-line entry: sweeps the compositions, prints tables, writes figures and a summary."""
+    p = argparse.ArgumentParser(prog="jaxmm experiment pid-xor", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    _pid.add_arguments(p, METHODS)
+    args = p.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    if set(methods) - set(_pid.METHODS):
+        raise SystemExit(f"unknown method(s) {sorted(set(methods) - set(_pid.METHODS))}; choose from {list(_pid.METHODS)}")
+    points, seeds = _pid.points_from_args(args), [int(s) for s in args.seeds.split(",")]
+    out = output_dir(args.out_dir, f"pid-xor-{args.points}")
+    timer = Timer()
+    acc, syn_acc, histories, chosen = {}, {}, {}, {}
+    for m in methods:
+        tests, hist, lam = _pid.run_method(m, points, seeds, args, f"{out.path}/{m}")
+        for pt in points:
+            acc[(m, pt)] = [tests[(pt, s)]["acc"] for s in seeds]
+            syn_acc[(m, pt)] = [tests[(pt, s)]["acc/source/syn"] for s in seeds]
+            chosen[(m, pt)] = [lam[(pt, s)] for s in seeds]
+        histories[m] = hist[(points[-1], seeds[0])]
+    label = lambda pt: f"p_syn={pt[3]:g}" + ("" if args.points == "targets" else f", u1={pt[0]:g}")
+    shown = points if len(points) <= 8 else [pt for pt in points if pt[0] == 0 or pt[2] == 0][:8]
+    tables = {
+        "Synergy-source test accuracy": mean_std_table(methods, [label(p) for p in shown],
+                                                       {(m, label(p)): syn_acc[(m, p)] for m in methods for p in shown}, "method"),
+        "Fusion test accuracy": mean_std_table(methods, [label(p) for p in shown],
+                                               {(m, label(p)): acc[(m, p)] for m in methods for p in shown}, "method"),
+        "λ_kl chosen by validation": "\n".join(f"- {m}: " + ", ".join(f"{label(p)}: {chosen[(m, p)]}" for p in shown)
+                                              for m in methods),
+    }
+    if args.points == "simplex":
+        plot_simplex(acc, methods, points, out.file("simplex.png"), f"PID-XOR simplex (width {args.width})")
+    if args.eval_train:
+        plot_sources(histories, methods, out.file("sources.png"),
+                     f"Per-source accuracy, composition {points[-1]} seed {seeds[0]}")
+    out.write_json("results.json", {"args": vars(args), "points": points,
+                                    "test_acc": {m: [acc[(m, p)] for p in points] for m in methods},
+                                    "syn_acc": {m: [syn_acc[(m, p)] for p in points] for m in methods},
+                                    "lam": {m: [chosen[(m, p)] for p in points] for m in methods}})
+    write_summary(out, f"PID-XOR ({args.points}, width {args.width}, {args.epochs} epochs)",
+                  "jaxmm experiment pid-xor " + " ".join(argv or []), tables, timer.seconds)
+    for title, table in tables.items():
+        print(f"\n{title} (mean ± std over seeds {seeds})\n{table}")
+    print(f"\noutputs: {out.path}/ ({timer.seconds:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
