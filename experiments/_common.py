@@ -10,6 +10,15 @@ import numpy as np
 from jaxmm.train.outputs import RunDir
 
 
+def parse_methods(text: str, valid) -> list[str]:
+    """Comma-separated method names, checked against ``valid`` (SystemExit listing the valid ones)."""
+    methods = [m for m in text.split(",") if m]
+    unknown = sorted(set(methods) - set(valid))
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown}; choose from {list(valid)}")
+    return methods
+
+
 def mean_std_table(rows: Sequence[str], cols: Sequence[str], values: dict, row_title: str, fmt="{:.3f}") -> str:
     """A Markdown table whose cells are ``mean ± std`` of ``values[(row, col)]`` (a list of per-seed numbers)."""
     head = f"| {row_title} | " + " | ".join(cols) + " |"

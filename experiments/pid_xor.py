@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from experiments import _pid
-from experiments._common import Timer, mean_std_table, output_dir, write_summary
+from experiments._common import Timer, mean_std_table, output_dir, parse_methods, write_summary
 
 METHODS = ("vanilla", "synib-oracle", "synib-random", "synib-learned")
 
@@ -79,9 +79,7 @@ def main(argv=None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     _pid.add_arguments(p, METHODS)
     args = p.parse_args(argv)
-    methods = [m for m in args.methods.split(",") if m]
-    if set(methods) - set(_pid.METHODS):
-        raise SystemExit(f"unknown method(s) {sorted(set(methods) - set(_pid.METHODS))}; choose from {list(_pid.METHODS)}")
+    methods = parse_methods(args.methods, _pid.METHODS)
     points, seeds = _pid.points_from_args(args), [int(s) for s in args.seeds.split(",")]
     out = output_dir(args.out_dir, f"pid-xor-{args.points}")
     timer = Timer()
@@ -115,7 +113,7 @@ def main(argv=None) -> None:
     write_summary(out, f"PID-XOR ({args.points}, width {args.width}, {args.epochs} epochs)",
                   "jaxmm experiment pid-xor " + " ".join(argv or []), tables, timer.seconds)
     for title, table in tables.items():
-        print(f"\n{title} (mean ± std over seeds {seeds})\n{table}")
+        print(f"\n{title} (seeds {seeds})\n{table}")
     print(f"\noutputs: {out.path}/ ({timer.seconds:.0f} s)")
 
 

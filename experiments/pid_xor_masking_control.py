@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 
 from experiments import _pid
-from experiments._common import Timer, mean_std_table, output_dir, write_summary
+from experiments._common import Timer, mean_std_table, output_dir, parse_methods, write_summary
 
 METHODS = ("vanilla", "masking-random", "masking-learned", "synib-random", "synib-learned")
 
@@ -47,7 +47,7 @@ def main(argv=None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     _pid.add_arguments(p, METHODS)
     args = p.parse_args(argv)
-    methods = [m for m in args.methods.split(",") if m]
+    methods = parse_methods(args.methods, _pid.METHODS)
     points, seeds = _pid.points_from_args(args), [int(s) for s in args.seeds.split(",")]
     out = output_dir(args.out_dir, f"pid-xor-masking-control-{args.points}")
     timer = Timer()

@@ -11,7 +11,7 @@ import argparse
 
 import numpy as np
 
-from experiments._common import Timer, mean_std_table, output_dir, write_summary
+from experiments._common import Timer, mean_std_table, output_dir, parse_methods, write_summary
 from jaxmm.data.synthetic import spurious_xor
 from jaxmm.methods import get_method
 from jaxmm.models.multimodal import MLPModelConfig
@@ -81,10 +81,7 @@ def main(argv=None) -> None:
     p.add_argument("--methods", default=",".join(METHODS), help=f"subset of {list(METHODS)}")
     p.add_argument("--out-dir", default="runs")
     args = p.parse_args(argv)
-    methods = [m for m in args.methods.split(",") if m]
-    unknown = set(methods) - set(METHODS)
-    if unknown:
-        raise SystemExit(f"unknown method(s) {sorted(unknown)}; choose from {list(METHODS)}")
+    methods = parse_methods(args.methods, METHODS)
     alphas = tuple(float(a) for a in args.alphas.split(","))
     seeds = tuple(int(s) for s in args.seeds.split(","))
     timer = Timer()

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 def check_option(name: str, value: str, allowed: tuple[str, ...]) -> None:
     """Raise a ``ValueError`` naming the valid choices unless ``value`` is one of ``allowed``."""
     if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(repr, allowed))}.")
+        choices = ", ".join(map(repr, allowed))
+        raise ValueError(f"unknown {name} {value!r}; choose one of {choices}.")
 
 
 def l2_normalize(x: jax.Array, *, axis: int = -1, eps: float = 1e-12) -> jax.Array:

@@ -125,7 +125,8 @@ def modality_mi(unimodal: jax.Array, multimodal: jax.Array, *, task: str = "clas
     check_option("estimator", estimator, MI_ESTIMATORS)
     if estimator == "plugin":
         if task == "regression":
-            raise ValueError("estimator='plugin' needs discrete predictions; use 'ksg' for regression.")
+            raise ValueError("estimator='plugin' needs discrete predictions; use 'ksg' for "
+                             "regression.")
         a, b = _predicted_class(unimodal), _predicted_class(multimodal)
         num = max(unimodal.shape[-1], 2) if unimodal.ndim > 1 else 2
         mi = plugin_mutual_information(a, b, num_a=num, num_b=num, where=where)
@@ -171,7 +172,8 @@ def btw_target_weights(unimodal: Sequence[jax.Array], multimodal: jax.Array, *,
                     for u in unimodal], axis=1)
     weights = minmax_normalize(kl, where=mask, degenerate=_DEGENERATE[task])
     if combine == "kl+mi":
-        keys = [None] * num_modalities if key is None else list(jax.random.split(key, num_modalities))
+        keys = ([None] * num_modalities if key is None
+                else list(jax.random.split(key, num_modalities)))
         mi = jnp.stack([modality_mi(u, multimodal, task=task, estimator=mi_estimator, k=k,
                                     key=kk, where=mask[:, m])
                         for m, (u, kk) in enumerate(zip(unimodal, keys))])

@@ -2,10 +2,11 @@
 
 ``baselines.md`` §9 and ``methods.md`` §6, from ``kkontras/MCR``:
 
-* MIPD (:func:`mipd_loss`, :func:`permutation_divergences`): permute one modality's latent within the batch, re-apply the fusion
-  head, and measure the Jensen–Shannon divergence ``D_n`` from the clean fused prediction. Each
-  encoder maximises the divergence caused by permuting *its own* modality; the game coupling
-  (:func:`coupling_matrix`) sets how it treats the divergence caused by permuting the others:
+* MIPD (:func:`mipd_loss`, :func:`permutation_divergences`): permute one modality's latent
+  within the batch, re-apply the fusion head, and measure the Jensen–Shannon divergence ``D_n``
+  from the clean fused prediction. Each encoder maximises the divergence caused by permuting
+  *its own* modality; the game coupling (:func:`coupling_matrix`) sets how it treats the
+  divergence caused by permuting the others:
   ``∇_{θ_m} L = Σ_n C[m, n] ∇_{θ_m}(−D_n)`` with ``C[m, m] = 1`` and ``C[m, n] = k`` otherwise,
   ``k ∈ {−1, 0, 1}`` = greedy / independent / collaborative.
 * the supervised NT-Xent alignment between the modalities' latents (:func:`supervised_nt_xent`).
@@ -82,16 +83,17 @@ def permutation_divergences(apply_fn: Callable[[dict[str, jax.Array]], jax.Array
                              f"reference_logits has {batch}; pass the same batch.")
     ref_scale = 1.0 if coupling == "collaborative" else 1.0 + COUPLINGS[coupling] * (len(names) - 1)
     reference = _scale_grad(reference_logits, ref_scale)
-    keys = jax.random.split(key, (len(names), num_permutations))
+    order = jnp.broadcast_to(jnp.arange(batch), (len(names), num_permutations, batch))
+    permutations = jax.random.permutation(key, order, axis=-1, independent=True)
     divergences = {}
     for n, target in enumerate(names):
         scaled = {m: _scale_grad(latents[m], c[i, n]) for i, m in enumerate(names)}
 
-        def divergence(k, target=target, scaled=scaled):
-            permuted = dict(scaled, **{target: scaled[target][jax.random.permutation(k, batch)]})
+        def divergence(perm, target=target, scaled=scaled):
+            permuted = dict(scaled, **{target: scaled[target][perm]})
             return _jensen_shannon(apply_fn(permuted), reference)
 
-        divergences[target] = jnp.mean(jax.vmap(divergence)(keys[n]), axis=0)
+        divergences[target] = jnp.mean(jax.vmap(divergence)(permutations[n]), axis=0)
     return divergences
 
 
@@ -129,9 +131,10 @@ def supervised_nt_xent(embeddings: Sequence[jax.Array], labels: jax.Array, *,
 
     The ``M·B`` L2-normalised embeddings ``[z^1; …; z^M]`` carry labels ``[y; …; y]``. Every
     ordered pair ``(i, j)``, ``j ≠ i``, with equal labels is a positive, and costs
-    ``−log(e^{s_ij} / (e^{s_ij} + Σ_{k: y_k ≠ y_i} e^{s_ik}))`` with ``s = cos / τ``; the loss is the
-    mean over positive pairs (0 when there are none). Each example is given the pairs anchored at
-    its ``M`` copies, rescaled so that the mean over included examples equals that pair mean.
+    ``−log(e^{s_ij} / (e^{s_ij} + Σ_{k: y_k ≠ y_i} e^{s_ik}))`` with ``s = cos / τ``; the loss is
+    the mean over positive pairs (0 when there are none). Each example is given the pairs
+    anchored at its ``M`` copies, rescaled so that the mean over included examples equals that
+    pair mean.
 
     Args:
       embeddings: one ``[B, D]`` latent per modality (same ``D``).

@@ -32,7 +32,8 @@ def ensemble_logits(unimodal_logits: Sequence[jax.Array], boost_rate=1.0) -> jax
       ``[B, K]`` logits.
     """
     if not unimodal_logits or any(l.shape != unimodal_logits[0].shape for l in unimodal_logits):
-        raise ValueError(f"pass [B, K] logits of one shape, got {[l.shape for l in unimodal_logits]}.")
+        shapes = [l.shape for l in unimodal_logits]
+        raise ValueError(f"pass [B, K] logits of one shape, got {shapes}.")
     return boost_rate * sum(unimodal_logits)
 
 
@@ -64,7 +65,8 @@ def reconcilement_loss(logits: jax.Array, others_logits: jax.Array, labels: jax.
     """
     check_option("form", form, FORMS)
     if logits.shape != others_logits.shape:
-        raise ValueError(f"logits {logits.shape} and others_logits {others_logits.shape} must match.")
+        raise ValueError(f"logits {logits.shape} and others_logits {others_logits.shape} must "
+                         "match.")
     others_logits = jax.lax.stop_gradient(others_logits)
     ce = softmax_cross_entropy(logits, labels)
     if form == "code":

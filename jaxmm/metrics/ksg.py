@@ -67,7 +67,10 @@ def ksg_mutual_information(x: jax.Array, y: jax.Array, *, k: int = 3, where=None
         radius = -jax.lax.top_k(-jnp.maximum(dx, dy), k)[0][-1]
         return jnp.sum(dx < radius), jnp.sum(dy < radius)
 
-    n_x, n_y = jax.lax.map(counts, index, batch_size=min(block_size, n))
+    # Pad the rows to whole blocks (one compiled loop body, no remainder pass), then drop them.
+    block = min(block_size, n)
+    rows = jnp.minimum(jnp.arange(-(-n // block) * block), n - 1)
+    n_x, n_y = (c[:n] for c in jax.lax.map(counts, rows, batch_size=block))
     n_valid = jnp.sum(valid)
     mean_psi = lambda c: jnp.sum(jnp.where(valid, digamma(c + 1.0), 0.0)) / n_valid
     mi = digamma(n_valid.astype(x.dtype)) + digamma(float(k)) - mean_psi(n_x) - mean_psi(n_y)
@@ -119,5 +122,6 @@ def _unit_scale(v: jax.Array, valid: jax.Array) -> jax.Array:
 
 def _jitter(v: jax.Array, key: jax.Array, noise: float | None, valid: jax.Array) -> jax.Array:
     amplitude = max(1e-10, 8 * float(jnp.finfo(v.dtype).eps)) if noise is None else noise
-    scale = jnp.maximum(1.0, jnp.sum(jnp.where(valid[:, None], jnp.abs(v), 0.0), 0) / jnp.sum(valid))
+    mean_abs = jnp.sum(jnp.where(valid[:, None], jnp.abs(v), 0.0), 0) / jnp.sum(valid)
+    scale = jnp.maximum(1.0, mean_abs)
     return v + amplitude * scale * jax.random.normal(key, v.shape, v.dtype)

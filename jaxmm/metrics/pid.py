@@ -11,11 +11,12 @@ estimates: over ``Δ_P``, the distributions ``q(x1, x2, y)`` with the pairwise m
 so that ``R + U1 + U2 + S = I_p(Y; X1, X2)`` (marginals ``I(Y; X_i)`` are the same for every
 ``q ∈ Δ_P``).
 
-The solver (:func:`broja_minimizer`) is entropic mirror descent with step 1, written in numpy
-(float64): ``I_q(Y; X1X2) = KL(q ‖ q(x1, x2) p(y))`` is 1-smooth relative to the negative entropy,
-so the step ``q ← Π(q(x1, x2) p(y))``, with ``Π`` the KL projection onto ``Δ_P`` (iterative
-proportional fitting), decreases the objective monotonically to the minimum. It starts from
-``p(y) p(x1|y) p(x2|y) ∈ Δ_P``. Exact up to the tolerance for the small alphabets it is meant for.
+The solver (:func:`broja_minimizer`) is a log-barrier interior-point method in numpy (float64):
+``I_q(Y; X1, X2)`` is convex in ``q``, ``Δ_P`` is a polytope (an affine set intersected with
+``q ≥ 0``), so Newton steps on ``t·I_q − Σ log q`` along the null space of the marginal
+constraints, for growing ``t``, reach the minimum to a certified gap (``#cells / t``). It starts
+from ``p(y) p(x1|y) p(x2|y)``, which lies inside ``Δ_P``. Exact up to that tolerance; dense
+linear algebra in the number of cells, so meant for small alphabets (up to a few hundred cells).
 
 Continuous features are first discretised (:func:`discretize`: k-means or quantile bins);
 :func:`pid_from_samples` builds the joint histogram.
@@ -27,6 +28,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy.cluster.vq import kmeans2
 from scipy.linalg import null_space
+
+from jaxmm.losses._common import check_option
 
 DISCRETIZATIONS = ("kmeans", "quantile")
 
@@ -54,13 +57,15 @@ def broja_minimizer(p: np.ndarray, *, tol: float = 1e-10, max_newton_steps: int 
 
     Args:
       p: ``[n1, n2, ny]`` joint probability table ``p(x1, x2, y)``.
-      tol: bound on ``I_q(Y; X1X2) − min`` in nats at return (the barrier's duality gap).
+      tol: duality gap in nats at which to stop: ``I_q(Y; X1X2) − min`` is at most about this.
       max_newton_steps: Newton steps per centering at most.
 
     Returns:
       ``[n1, n2, ny]`` minimiser ``q*``.
     """
     p = _check_distribution(p)
+    if not tol > 0:
+        raise ValueError(f"tol={tol} must be positive (the duality gap to stop at).")
     p_x1y, p_x2y, p_y = p.sum(1), p.sum(0), p.sum((0, 1))
     start = p_x1y[:, None, :] * p_x2y[None, :, :] / np.where(p_y > 0, p_y, 1.0)
     support = start > 0                      # every other cell is 0 on all of Δ_P
@@ -130,8 +135,7 @@ def discretize(features: np.ndarray, num_bins: int, *, method: str = "kmeans", s
     Returns:
       ``[N]`` int codes in ``[0, num_bins)``.
     """
-    if method not in DISCRETIZATIONS:
-        raise ValueError(f"unknown method {method!r}; choose one of {DISCRETIZATIONS}.")
+    check_option("method", method, DISCRETIZATIONS)
     features = np.asarray(features, np.float64)
     if num_bins < 2 or features.shape[0] < num_bins:
         raise ValueError(f"need 2 <= num_bins <= N, got num_bins={num_bins} for "
@@ -145,13 +149,6 @@ def discretize(features: np.ndarray, num_bins: int, *, method: str = "kmeans", s
         return np.searchsorted(edges, values, side="right").astype(np.int64)
     _, codes = kmeans2(features.reshape(len(features), -1), num_bins, minit="++", seed=seed)
     return codes.astype(np.int64)
-
-
-def _synergy_free_information(q: np.ndarray, p_y: np.ndarray) -> float:
-    """``I_q(Y; X1, X2)`` in nats for ``q`` with Y-marginal ``p_y``."""
-    q_x = q.sum(2, keepdims=True)
-    nz = q > 0
-    return float(np.sum(q[nz] * np.log(q[nz] / (q_x * p_y)[nz])))
 
 
 def _indicator(codes: np.ndarray) -> np.ndarray:
@@ -188,7 +185,8 @@ def _barrier_minimize(q: np.ndarray, basis: np.ndarray, group: np.ndarray, log_p
             direction, size, value = basis @ step, 1.0, objective(q, t)
             while np.any(q + size * direction <= 0):
                 size *= 0.5
-            while size > 1e-10 and objective(q + size * direction, t) > value - 0.25 * size * decrement:
+            while (size > 1e-10 and objective(q + size * direction, t)
+                   > value - 0.25 * size * decrement):
                 size *= 0.5
             q = q + size * direction
         if len(q) / t < tol:

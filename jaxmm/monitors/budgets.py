@@ -121,7 +121,8 @@ def gate_weights(budgets: jax.Array, uncertainty: jax.Array, *, evidence=None,
     log_w = jnp.log(budgets)[None, :] - kappa * uncertainty
     if evidence is not None:
         if evidence.shape != uncertainty.shape:
-            raise ValueError(f"evidence {evidence.shape} must match uncertainty {uncertainty.shape}.")
+            raise ValueError(f"evidence {evidence.shape} must match uncertainty "
+                             f"{uncertainty.shape}.")
         log_w = log_w + jnp.log(jax.nn.softplus(evidence))
     return jax.nn.softmax(log_w, axis=-1)
 
@@ -152,8 +153,9 @@ def _normalize(values: jax.Array) -> jax.Array:
 def _check_predictions(unimodal_logits: Sequence[jax.Array], labels: jax.Array) -> None:
     if not unimodal_logits:
         raise ValueError("pass one array of unimodal predictions per modality.")
+    num_classes = unimodal_logits[0].shape[-1]
     for l in unimodal_logits:
-        if l.ndim != 2 or l.shape[:1] != labels.shape or l.shape[-1] != unimodal_logits[0].shape[-1]:
+        if l.ndim != 2 or l.shape[:1] != labels.shape or l.shape[-1] != num_classes:
             raise ValueError(f"every unimodal prediction must be [N, K] with N = {labels.shape} "
                              f"labels and the same K; got {[x.shape for x in unimodal_logits]}.")
 
