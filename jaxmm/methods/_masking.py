@@ -64,7 +64,7 @@ def masking_config(mask: str, fill: str, level: str, *, learned_target: str = "c
                          ema_momentum=ema_momentum, learned=LearnedMaskConfig(**inner))
 
 
-def clean_values(model, batch: Batch, cfg: MaskingConfig, features):
+def clean_values(batch: Batch, cfg: MaskingConfig, features):
     """The values the masks act on: the inputs or the encoder features."""
     return dict(batch.inputs) if cfg.level == "input" else features
 
@@ -94,7 +94,7 @@ def init_masking_state(model, batch: Batch, cfg: MaskingConfig):
     """EMA statistics per modality for ``fill="ema"`` (empty otherwise)."""
     if cfg.fill != "ema":
         return {}
-    shapes = jax.eval_shape(pure(model, lambda mod: clean_values(mod, batch, cfg, mod.encode(batch.inputs))))
+    shapes = jax.eval_shape(pure(model, lambda mod: clean_values(batch, cfg, mod.encode(batch.inputs))))
     return {"stats": {m: init_feature_stats(s.shape[1:]) for m, s in shapes.items()}}
 
 
@@ -134,3 +134,18 @@ def counterfactual_logits(model, values, corrupted, cfg: MaskingConfig, return_t
     """Fused logits with each modality corrupted in turn: leading axis = modality."""
     forward = pure(model, lambda mod, v: fused_from_values(mod, v, cfg, return_trunk))
     return counterfactual_outputs(forward, values, corrupted)
+
+
+def clean_and_counterfactual(model, batch: Batch, ctx, cfg: MaskingConfig, return_trunk: bool = False):
+    """The clean forward pass and the vmapped counterfactual passes of one step.
+
+    Returns:
+      (clean :class:`ModelOutput`, counterfactual fused logits ``[M, B, K]`` (with the
+      trunk features too if ``return_trunk``), corrupted modality names in order,
+      new masking state, modality -> corruption rate).
+    """
+    out = model(batch.inputs)
+    values = clean_values(batch, cfg, out.features)
+    corrupted, state, rates = corrupt_all(model, batch, values, ctx, cfg, batch.meta.get("valid"))
+    cf = counterfactual_logits(model, values, corrupted, cfg, return_trunk)
+    return out, cf, list(corrupted), state, rates

@@ -25,14 +25,12 @@ class StepContext(NamedTuple):
         with different values is one vmapped program), e.g. ``lam``, ``lr``.
       epoch: current epoch (traced int).
       method_state: the method's own state (EMA statistics, per-example weights, …).
-      train: static flag, False in evaluation passes.
     """
 
     rng: jax.Array
     hparams: dict[str, jax.Array]
     epoch: jax.Array
     method_state: Any
-    train: bool = True
 
 
 TermsFn = Callable[[Any, Batch, StepContext], tuple[dict[str, jax.Array], dict[str, Any]]]

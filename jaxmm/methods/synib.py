@@ -66,11 +66,7 @@ def synib(mask: str = "random", reference: str = "uniform", fill: str = "noise",
     gaussian = reference == "gaussian"
 
     def terms(model, batch, ctx):
-        out = model(batch.inputs)
-        values = _masking.clean_values(model, batch, cfg, out.features)
-        corrupted, masking_state, rates = _masking.corrupt_all(model, batch, values, ctx, cfg, batch.meta.get("valid"))
-        cf = _masking.counterfactual_logits(model, values, corrupted, cfg, return_trunk=gaussian)
-        modalities = list(corrupted)
+        out, cf, modalities, masking_state, rates = _masking.clean_and_counterfactual(model, batch, ctx, cfg, gaussian)
         branch_w = jnp.stack([ctx.hparams["l_pareto"]] + [1.0] * (len(modalities) - 1))
         kls = []
         for i, m in enumerate(modalities):
@@ -109,12 +105,9 @@ def masking_control(mask: str = "random", fill: str = "noise", level: str = "inp
         learned_final_lr_fraction=learned_final_lr_fraction, learned_clip=learned_clip, learned_tol=learned_tol)
 
     def terms(model, batch, ctx):
-        out = model(batch.inputs)
-        values = _masking.clean_values(model, batch, cfg, out.features)
-        corrupted, masking_state, _ = _masking.corrupt_all(model, batch, values, ctx, cfg, batch.meta.get("valid"))
-        cf = _masking.counterfactual_logits(model, values, corrupted, cfg)
+        out, cf, modalities, masking_state, _ = _masking.clean_and_counterfactual(model, batch, ctx, cfg)
         ces = jnp.stack([classification_loss(out.logits, batch.label)]
-                        + [classification_loss(cf[i], batch.label) for i in range(len(corrupted))])
+                        + [classification_loss(cf[i], batch.label) for i in range(len(modalities))])
         t = {"ce_union": jnp.mean(ces, axis=0), "uni_ce": unimodal_ce(out, batch.label)}
         return t, {"method_state": {"masking": masking_state}}
 

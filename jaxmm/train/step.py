@@ -60,7 +60,7 @@ def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransfor
 
     def step(state: TrainState, batch: Batch, hparams: dict[str, jax.Array]):
         rng, step_key = jax.random.split(state.rng)
-        ctx = StepContext(step_key, hparams, state.epoch, state.method_state, True)
+        ctx = StepContext(step_key, hparams, state.epoch, state.method_state)
         valid = batch.meta["valid"]
 
         def term_means(params):
