@@ -169,10 +169,14 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
 
 
 def summarize(per_run: list[dict]) -> dict:
-    """Mean and standard deviation over runs of every metric."""
-    keys = per_run[0].keys()
-    return {k: {"mean": float(np.nanmean([r[k] for r in per_run])), "std": float(np.nanstd([r[k] for r in per_run]))}
-            for k in keys}
+    """Mean and standard deviation over runs of every metric (NaNs, e.g. empty groups, ignored)."""
+    out = {}
+    for k in per_run[0]:
+        values = np.asarray([r[k] for r in per_run], float)
+        values = values[~np.isnan(values)]
+        out[k] = {"mean": float(values.mean()) if values.size else float("nan"),
+                  "std": float(values.std()) if values.size else float("nan")}
+    return out
 
 
 def _write_outputs(out: RunDir, method, seeds, hparams, result: FitResult) -> None:
