@@ -1,4 +1,4 @@
-"""The ``jaxmm`` command: list methods and datasets, train a run, run an experiment."""
+"""The ``jaxmm`` command: list methods and datasets, prepare a dataset, train a run, run an experiment."""
 from __future__ import annotations
 
 import argparse
@@ -32,7 +32,29 @@ def _cmd_datasets(args) -> None:
     from jaxmm.data.registry import DATASETS
 
     for name, entry in DATASETS.items():
-        print(f"{name:14s} {entry.summary}\n{'':14s}   needs: {entry.needs}")
+        needs = entry.needs.replace("\n", "\n" + " " * 22)
+        print(f"{name:15s} {entry.summary}\n{'':15s}   needs: {needs}")
+
+
+def _load_options(cfg, args, progress: bool) -> dict:
+    """``cfg.dataset_options`` with ``--data-dir``/``--cache-dir`` applied.
+
+    ``--data-dir`` is stored in ``cfg.dataset_options`` (so ``config.json`` names
+    the data); file-backed datasets also get ``progress`` and a cache folder
+    (``--cache-dir``, default :func:`~jaxmm.data.registry.default_cache_dir`).
+    """
+    from jaxmm.data.registry import DATASETS, default_cache_dir
+
+    if args.data_dir is not None:
+        cfg.dataset_options["data_dir"] = os.path.abspath(args.data_dir)
+    options = dict(cfg.dataset_options)
+    if args.cache_dir is not None:
+        options["cache_dir"] = args.cache_dir
+    entry = DATASETS.get(cfg.dataset)
+    if entry is not None and entry.data_dir != "unused":
+        options.setdefault("cache_dir", str(default_cache_dir()))
+        options.setdefault("progress", progress)
+    return options
 
 
 def _cmd_train(args) -> None:
@@ -46,7 +68,8 @@ def _cmd_train(args) -> None:
                     seeds=tuple(int(s) for s in args.seeds.split(",")), out_dir=args.out_dir)
     apply_overrides(cfg, args.set or [])
     method = get_method(cfg.method, **cfg.method_options)
-    splits = [load_dataset(cfg.dataset, seed, **cfg.dataset_options) for seed in cfg.seeds]
+    options = _load_options(cfg, args, cfg.train.progress)
+    splits = [load_dataset(cfg.dataset, seed, **options) for seed in cfg.seeds]
     run_dir = os.path.join(cfg.out_dir, cfg.name)
     RunDir(run_dir).write_json("config.json", cfg)
     result = fit(method, splits, cfg.seeds, cfg.model, cfg.optimizer, cfg.train,
@@ -56,6 +79,27 @@ def _cmd_train(args) -> None:
     for key in [k for k in summary if not k.startswith("f1/")]:
         print(f"  {key:24s} {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}")
     print(f"outputs: {run_dir}/ (config.json, metrics.jsonl, results.json, curves.png)")
+
+
+def _cmd_prepare(args) -> None:
+    from jaxmm.data.registry import prepare_dataset
+    from jaxmm.train.config import RunConfig, apply_overrides
+
+    cfg = RunConfig(dataset=args.dataset, seeds=tuple(int(s) for s in args.seeds.split(",")))
+    apply_overrides(cfg, args.set or [])
+    options = _load_options(cfg, args, progress=True)
+    files = {}
+    for seed in cfg.seeds:
+        splits, used = prepare_dataset(cfg.dataset, seed, **options)
+        files.update(used)
+    for path, hit in files.items():
+        print(f"cache: {path} ({'already built' if hit else 'built'})")
+    for name in ("train", "val", "test"):
+        split = getattr(splits, name)
+        dropped = f", dropped {split.dropped}" if split.dropped else ""
+        print(f"{name:5s} {len(split):7d} examples{dropped}")
+    shapes = ", ".join(f"{m} {list(x.shape[1:])} {x.dtype}" for m, x in splits.train.inputs.items())
+    print(f"inputs: {shapes}; {splits.num_classes} classes")
 
 
 def _cmd_experiment(args) -> None:
@@ -84,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config field, e.g. optimizer.lr=3e-4, method_options.mask=learned, "
                             "dataset_options.alpha=0.8, hparams.lam=10, train.epochs=50 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
+    prepare = sub.add_parser("prepare", help="preprocess a file-backed dataset into the cache used by train")
+    prepare.add_argument("dataset")
+    prepare.add_argument("--seeds", default="0", help="as for train (only avdigits' cache depends on the seed)")
+    prepare.add_argument("--set", action="append", metavar="KEY=VALUE",
+                         help="as for train; the dataset_options.* ones select the cache, e.g. "
+                              "dataset_options.num_frames=3 (repeatable)")
+    for command in (train, prepare):
+        command.add_argument("--data-dir", help="folder of a file-backed dataset (see 'jaxmm datasets')")
+        command.add_argument("--cache-dir", help="preprocessing cache folder (default: $JAXMM_CACHE_DIR or "
+                                                 "~/.cache/jaxmm)")
     exp = sub.add_parser("experiment", help=f"reproduce a paper figure: {', '.join(EXPERIMENTS)}")
     exp.add_argument("name")
     exp.add_argument("rest", nargs=argparse.REMAINDER, help="the experiment's own options (see NAME --help)")
@@ -94,7 +148,7 @@ def main(argv=None) -> None:
     """Entry point of the ``jaxmm`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        {"methods": _cmd_methods, "datasets": _cmd_datasets, "train": _cmd_train,
+        {"methods": _cmd_methods, "datasets": _cmd_datasets, "train": _cmd_train, "prepare": _cmd_prepare,
          "experiment": _cmd_experiment}[args.command](args)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"jaxmm {args.command}: error: {e}") from e

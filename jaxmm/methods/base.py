@@ -67,6 +67,17 @@ class Method:
       init_state: ``(model, example batch) -> method state`` (default: empty dict).
       extra_modules: ``(trunk_width, num_outputs, rngs) -> {name: nnx.Module}`` the
         method adds to the model (``model.extras``), or ``None``.
+      transform: ``(modalities, labels) -> optax.GradientTransformationExtraArgs``
+        applied to the gradient before the optimiser (``labels`` maps parameters to
+        their group: a modality name for its encoder, ``"head"`` for unimodal heads,
+        ``"fusion"`` otherwise), or ``None``.
+      extra_args: ``(ctx, aux) -> dict`` keyword arguments for ``transform.update``
+        (e.g. per-modality scores); the trainer always adds ``epoch`` (and passes
+        ``params`` positionally),
+        and ``term_grads`` (stacked in sorted term order) when ``per_term_grads``.
+      per_term_grads: compute per-term gradients (one forward, a vmapped VJP).
+      epoch_end: ``(train_state, epoch_stats) -> train_state`` hook run after every
+        epoch (re-initialisations, weight refreshes, stage switches), or ``None``.
       options: the static options the method was built with (logged in config.json).
     """
 
@@ -79,6 +90,10 @@ class Method:
     predict: Callable[[ModelOutput], jax.Array] = lambda out: out.logits
     init_state: Callable[[Any, Batch], Any] = lambda model, batch: {}
     extra_modules: Callable | None = None
+    transform: Callable | None = None
+    extra_args: Callable[[StepContext, dict], dict] | None = None
+    per_term_grads: bool = False
+    epoch_end: Callable | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 

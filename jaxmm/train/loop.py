@@ -128,6 +128,8 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
             count += 1
         state = state._replace(epoch=state.epoch + 1)
         record = {"epoch": epoch, **{f"train/{k}": np.asarray(v) / count for k, v in sums.items()}}
+        if method.epoch_end is not None:
+            state = method.epoch_end(state, record)
         if not np.all(np.isfinite(record["train/loss"])):
             raise FloatingPointError(f"training loss became {record['train/loss']} at epoch {epoch} "
                                      f"({method.name}); lower the learning rate or check the inputs")

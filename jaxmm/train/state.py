@@ -18,7 +18,7 @@ class TrainState(NamedTuple):
     Attributes:
       params: ``nnx.Param`` state of the model.
       rest: the model's other state (dropout streams, batch statistics).
-      opt_state: optimiser (and method transformation) state.
+      opt_state: ``(method transformation state, optimiser state)``.
       method_state: the method's own state.
       rng: the run's PRNG key (raw uint32 key data, so checkpoints can hold it).
       step: optimiser steps taken.
@@ -57,13 +57,27 @@ def graphdefs(method, input_dims, num_outputs, cfg):
     return train_def, eval_def
 
 
-def init_state(method, input_dims, num_outputs, cfg, optimizer, seed, hparams, example_batch) -> TrainState:
+def param_group(path) -> str:
+    """Parameter group of a parameter path: its modality for encoders, ``head`` for unimodal heads, else ``fusion``."""
+    keys = [getattr(k, "key", getattr(k, "name", k)) for k in path]
+    if keys[0] == "encoders":
+        return str(keys[1])
+    return "head" if keys[0] == "unimodal_heads" else "fusion"
+
+
+def param_labels(params):
+    """The ``labels`` pytree (see :func:`param_group`) that method transformations route by."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: param_group(path), params)
+
+
+def init_state(method, input_dims, num_outputs, cfg, optimizer, transform, seed, hparams,
+               example_batch) -> TrainState:
     """One run's initial state from its seed (traceable: vmap it over seeds and hparams)."""
     key = jax.random.PRNGKey(seed)
     init_key, dropout_key, run_key = jax.random.split(key, 3)
     model = build_model(method, input_dims, num_outputs, cfg, nnx.Rngs(params=init_key, dropout=dropout_key))
     method_state = method.init_state(model, example_batch)
     _, params, rest = nnx.split(model, nnx.Param, ...)
-    opt_state = init_optimizer(optimizer, params, hparams["lr"], hparams["weight_decay"])
+    opt_state = (transform.init(params), init_optimizer(optimizer, params, hparams["lr"], hparams["weight_decay"]))
     return TrainState(params, rest, opt_state, method_state, run_key,
                       jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))

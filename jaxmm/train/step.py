@@ -46,16 +46,21 @@ def per_term_gradients(term_means_fn, params):
 
 
 def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransformation,
-                     per_term: bool = False):
+                     transform: optax.GradientTransformationExtraArgs, per_term: bool = False):
     """``step(state, batch, hparams) -> (state, metrics)`` for one run.
 
+    The gradient goes through the method's ``transform`` (with its extra args)
+    and then the ``optimizer``; ``state.opt_state`` is ``(transform state,
+    optimizer state)``.
+
     Args:
-      method: the method (its terms, weights, and state updates).
+      method: the method (its terms, weights, state updates and extra args).
       graphdef: train-mode graph definition of the model.
-      optimizer: optax transformation applied to the combined gradient.
+      optimizer: the base optax optimiser.
+      transform: the method's gradient transformation (identity if it has none).
       per_term: compute per-term gradients with one forward and a vmapped VJP
-        (exposed as ``metrics['grad_norm/<term>']``); the update uses their
-        weighted sum, which equals the ordinary gradient.
+        (exposed as ``metrics['grad_norm/<term>']`` and handed to ``transform`` as
+        ``term_grads``); the combined gradient is their weighted sum.
     """
 
     def step(state: TrainState, batch: Batch, hparams: dict[str, jax.Array]):
@@ -71,12 +76,14 @@ def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransfor
 
         weights = method.term_weights(ctx)
         metrics: dict[str, Any] = {}
+        extra: dict[str, Any] = {"epoch": state.epoch}
         if per_term:
             means, stacked, (aux, rest) = per_term_gradients(term_means, state.params)
             w = jnp.stack([jnp.asarray(weights[n], jnp.float32) for n in sorted(means)])
             grads = jax.tree.map(lambda g: jnp.tensordot(w.astype(g.dtype), g, axes=1), stacked)
             for i, n in enumerate(sorted(means)):
                 metrics[f"grad_norm/{n}"] = optax.tree.norm(jax.tree.map(lambda g, i=i: g[i], stacked))
+            extra["term_grads"] = stacked
         else:
             def total(params):
                 means, extra = term_means(params)
@@ -84,8 +91,13 @@ def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransfor
 
             grads, (means, (aux, rest)) = jax.grad(total, has_aux=True)(state.params)
         loss = sum(weights[k] * v for k, v in means.items())
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        if method.extra_args is not None:
+            extra.update(method.extra_args(ctx, aux))
+        transform_state, optimizer_state = state.opt_state
+        grads, transform_state = transform.update(grads, transform_state, state.params, **extra)
+        updates, optimizer_state = optimizer.update(grads, optimizer_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        opt_state = (transform_state, optimizer_state)
         method_state = aux.pop("method_state", state.method_state)
         metrics.update({"loss": loss, **{f"term/{k}": v for k, v in means.items()},
                         **{k: v for k, v in aux.items() if jnp.ndim(v) == 0}})

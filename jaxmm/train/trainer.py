@@ -6,6 +6,7 @@ from typing import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxmm.data.types import Batch
 from jaxmm.methods.base import Method
@@ -13,7 +14,7 @@ from jaxmm.models.multimodal import MLPModelConfig
 from jaxmm.train.config import OptimizerConfig
 from jaxmm.train.optim import make_optimizer
 from jaxmm.train.sharding import make_data_mesh, replicate, shard_batch
-from jaxmm.train.state import TrainState, graphdefs, init_state
+from jaxmm.train.state import TrainState, graphdefs, init_state, param_labels
 from jaxmm.train.step import build_eval_step, build_train_step
 
 
@@ -59,9 +60,13 @@ class Trainer:
         self.model_cfg = model_cfg
         self.mesh = mesh or make_data_mesh()
         self.optimizer = make_optimizer(opt_cfg)
+        modalities = method.model.modalities or tuple(self.input_dims)
+        self.transform = (method.transform(modalities, param_labels) if method.transform
+                          else optax.with_extra_args_support(optax.identity()))
         self.train_def, self.eval_def = graphdefs(method, self.input_dims, num_outputs, model_cfg)
         self.traces = 0
-        step = build_train_step(method, self.train_def, self.optimizer, per_term=per_term_grads)
+        step = build_train_step(method, self.train_def, self.optimizer, self.transform,
+                                per_term=per_term_grads or method.per_term_grads)
 
         def counted_step(state, batch, hparams):
             self.traces += 1  # runs at trace time only: counts compilations
@@ -74,7 +79,7 @@ class Trainer:
         """Initial state of every run (``example``: one run's host batch, for shapes)."""
         def one(seed, hp):
             return init_state(self.method, self.input_dims, self.num_outputs, self.model_cfg,
-                              self.optimizer, seed, hp, jax.tree.map(jnp.asarray, example))
+                              self.optimizer, self.transform, seed, hp, jax.tree.map(jnp.asarray, example))
 
         state = jax.jit(jax.vmap(one))(jnp.asarray(seeds, jnp.uint32), hparams)
         return replicate(state, self.mesh)

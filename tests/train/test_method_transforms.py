@@ -1,0 +1,62 @@
+"""The method interface's gradient transformation, extra args, per-term gradients and epoch hooks."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxmm.methods import get_method
+from jaxmm.train.loop import fit
+from jaxmm.train.state import param_labels
+from jaxmm.transforms import mmpareto
+
+from ._tiny import MODEL, OPT, tiny_splits, train_cfg
+
+
+def _freeze_group(group, seen):
+    """Zeroes the updates of one parameter group; records the extra args it was called with."""
+
+    def update(updates, state, params=None, **extra):
+        seen.update({k: jax.tree.leaves(v)[0].shape for k, v in extra.items()})
+        labels = param_labels(updates)
+        return jax.tree.map(lambda u, label: u * (label != group), updates, labels), state
+
+    return optax.GradientTransformationExtraArgs(lambda p: optax.EmptyState(), update)
+
+
+def test_transform_sees_extra_args_and_routes_by_group():
+    seen = {}
+    method = dataclasses.replace(get_method("vanilla"), per_term_grads=True,
+                                 transform=lambda modalities, labels: _freeze_group("a", seen),
+                                 extra_args=lambda ctx, aux: {"scores": jnp.ones(2)})
+    splits = [tiny_splits()]
+    after = fit(method, splits, [0], MODEL, OPT, train_cfg(epochs=2)).state.params
+    init = fit(get_method("vanilla"), splits, [0], MODEL, dataclasses.replace(OPT, lr=0.0),
+               train_cfg(epochs=1)).state.params  # same seed, no movement: the initial parameters
+    kernel = lambda p, m: p["encoders"][m]["layers"][0]["kernel"]
+    np.testing.assert_array_equal(kernel(after, "a"), kernel(init, "a"))  # group "a" frozen
+    assert not np.allclose(kernel(after, "b"), kernel(init, "b"))
+    assert not np.allclose(after["fusion_head"]["layers"][0]["kernel"], init["fusion_head"]["layers"][0]["kernel"])
+    assert seen["epoch"] == () and seen["scores"] == (2,)
+    assert seen["term_grads"][0] == 2  # two terms: ce, uni_ce
+
+
+def test_mmpareto_composes_with_the_trainer():
+    method = dataclasses.replace(
+        get_method("vanilla"), per_term_grads=True,
+        transform=lambda modalities, labels: mmpareto({m: (0, 1) for m in modalities}, labels=labels))
+    r = fit(method, [tiny_splits()], [0, 1], MODEL, OPT, train_cfg(epochs=10))
+    losses = np.array([h["train/loss"] for h in r.history])
+    assert np.isfinite(losses).all() and (losses[-1] < 0.8 * losses[0]).all()
+    assert min(t["acc"] for t in r.test) > 0.4  # 3 classes: chance is 1/3
+
+
+def test_epoch_end_hook_runs_once_per_epoch():
+    base = get_method("vanilla")
+    method = dataclasses.replace(
+        base, init_state=lambda model, batch: {"epochs_seen": jnp.zeros((), jnp.int32)},
+        epoch_end=lambda state, stats: state._replace(
+            method_state={"epochs_seen": state.method_state["epochs_seen"] + 1}))
+    r = fit(method, [tiny_splits()], [0, 1], MODEL, OPT, train_cfg(epochs=3))
+    np.testing.assert_array_equal(r.state.method_state["epochs_seen"], [3, 3])
