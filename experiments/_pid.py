@@ -52,6 +52,30 @@ def add_arguments(p: argparse.ArgumentParser, methods) -> None:
     p.add_argument("--out-dir", default="runs")
 
 
+def parse(prog: str, doc: str, methods, argv):
+    """Parses a PID experiment's command line: (args, method names, compositions, seeds)."""
+    from experiments._common import parse_methods
+
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p, methods)
+    args = p.parse_args(argv)
+    return args, parse_methods(args.methods, METHODS), points_from_args(args), [int(s) for s in args.seeds.split(",")]
+
+
+def sweep(methods, points, seeds, args, out_path: str):
+    """Runs every method; returns ``(acc, syn_acc, chosen λ, history of (last point, first seed))``,
+    the first three keyed by ``(method, point)`` with one value per seed."""
+    acc, syn_acc, chosen, histories = {}, {}, {}, {}
+    for m in methods:
+        tests, hist, lam = run_method(m, points, seeds, args, f"{out_path}/{m}")
+        for pt in points:
+            acc[(m, pt)] = [tests[(pt, s)]["acc"] for s in seeds]
+            syn_acc[(m, pt)] = [tests[(pt, s)]["acc/source/syn"] for s in seeds]
+            chosen[(m, pt)] = [lam[(pt, s)] for s in seeds]
+        histories[m] = hist[(points[-1], seeds[0])]
+    return acc, syn_acc, chosen, histories
+
+
 def points_from_args(args) -> list[tuple]:
     """The compositions an invocation sweeps."""
     if args.points == "targets":

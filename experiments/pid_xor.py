@@ -10,12 +10,10 @@ The paper's settings are the defaults (width 1024, grid step 0.05, 3 seeds,
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from experiments import _pid
-from experiments._common import Timer, mean_std_table, output_dir, parse_methods, write_summary
+from experiments._common import Timer, mean_std_table, output_dir, write_summary
 
 METHODS = ("vanilla", "synib-oracle", "synib-random", "synib-learned")
 
@@ -75,22 +73,10 @@ def plot_sources(histories: dict, methods, path: str, title: str) -> None:
 
 def main(argv=None) -> None:
     """Command-line entry: sweeps the compositions, prints tables, writes figures and a summary."""
-    p = argparse.ArgumentParser(prog="jaxmm experiment pid-xor", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    _pid.add_arguments(p, METHODS)
-    args = p.parse_args(argv)
-    methods = parse_methods(args.methods, _pid.METHODS)
-    points, seeds = _pid.points_from_args(args), [int(s) for s in args.seeds.split(",")]
+    args, methods, points, seeds = _pid.parse("jaxmm experiment pid-xor", __doc__, METHODS, argv)
     out = output_dir(args.out_dir, f"pid-xor-{args.points}")
     timer = Timer()
-    acc, syn_acc, histories, chosen = {}, {}, {}, {}
-    for m in methods:
-        tests, hist, lam = _pid.run_method(m, points, seeds, args, f"{out.path}/{m}")
-        for pt in points:
-            acc[(m, pt)] = [tests[(pt, s)]["acc"] for s in seeds]
-            syn_acc[(m, pt)] = [tests[(pt, s)]["acc/source/syn"] for s in seeds]
-            chosen[(m, pt)] = [lam[(pt, s)] for s in seeds]
-        histories[m] = hist[(points[-1], seeds[0])]
+    acc, syn_acc, chosen, histories = _pid.sweep(methods, points, seeds, args, out.path)
     label = lambda pt: f"p_syn={pt[3]:g}" + ("" if args.points == "targets" else f", u1={pt[0]:g}")
     shown = points if len(points) <= 8 else [pt for pt in points if pt[0] == 0 or pt[2] == 0][:8]
     tables = {

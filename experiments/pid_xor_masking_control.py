@@ -8,12 +8,10 @@ across the synergy fraction.
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from experiments import _pid
-from experiments._common import Timer, mean_std_table, output_dir, parse_methods, write_summary
+from experiments._common import Timer, mean_std_table, output_dir, write_summary
 
 METHODS = ("vanilla", "masking-random", "masking-learned", "synib-random", "synib-learned")
 
@@ -43,20 +41,10 @@ def plot_vs_syn(acc: dict, syn_acc: dict, methods, points, path: str) -> None:
 
 def main(argv=None) -> None:
     """Command-line entry."""
-    p = argparse.ArgumentParser(prog="jaxmm experiment pid-xor-masking-control", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    _pid.add_arguments(p, METHODS)
-    args = p.parse_args(argv)
-    methods = parse_methods(args.methods, _pid.METHODS)
-    points, seeds = _pid.points_from_args(args), [int(s) for s in args.seeds.split(",")]
+    args, methods, points, seeds = _pid.parse("jaxmm experiment pid-xor-masking-control", __doc__, METHODS, argv)
     out = output_dir(args.out_dir, f"pid-xor-masking-control-{args.points}")
     timer = Timer()
-    acc, syn_acc = {}, {}
-    for m in methods:
-        tests, _, _ = _pid.run_method(m, points, seeds, args, f"{out.path}/{m}")
-        for pt in points:
-            acc[(m, pt)] = [tests[(pt, s)]["acc"] for s in seeds]
-            syn_acc[(m, pt)] = [tests[(pt, s)]["acc/source/syn"] for s in seeds]
+    acc, syn_acc, _, _ = _pid.sweep(methods, points, seeds, args, out.path)
     levels = sorted({pt[3] for pt in points})
     pool = lambda table, m, s: [v for pt in points if pt[3] == s for v in table[(m, pt)]]
     cols = [f"p_syn={s:g}" for s in levels]

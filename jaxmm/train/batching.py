@@ -55,6 +55,7 @@ def batches(data: Batch, order: np.ndarray, batch_size: int) -> Iterator[Batch]:
         yield gather(data, idx, valid)
 
 
+
 def num_batches(n: int, batch_size: int) -> int:
     """Batches per epoch (the last one may be partial)."""
     return -(-n // batch_size)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Sequence
 
 import jax
@@ -15,7 +14,7 @@ from jaxmm.data.validate import validate_splits
 from jaxmm.methods.base import Method
 from jaxmm.metrics.classification import classification_report
 from jaxmm.models.multimodal import MLPModelConfig
-from jaxmm.train.batching import batches, epoch_permutations, num_batches, stack_runs
+from jaxmm.train.batching import batches, epoch_permutations, stack_runs
 from jaxmm.train.checkpoint import Checkpointer
 from jaxmm.train.config import OptimizerConfig, TrainConfig
 from jaxmm.train.outputs import RunDir, plot_curves
