@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxmm.data.prefetch import prefetch_to_mesh
 from jaxmm.data.types import DatasetSplits
 from jaxmm.data.validate import validate_splits
 from jaxmm.methods.base import Method
@@ -18,6 +19,7 @@ from jaxmm.train.batching import batches, epoch_permutations, stack_runs
 from jaxmm.train.checkpoint import Checkpointer
 from jaxmm.train.config import OptimizerConfig, TrainConfig
 from jaxmm.train.outputs import RunDir, plot_curves
+from jaxmm.train.sharding import replicate
 from jaxmm.train.trainer import Trainer, resolve_hparams
 
 
@@ -96,6 +98,7 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
     n_train = len(first.train)
 
     example = next(batches(data["train"], np.arange(n_train)[None], train_cfg.batch_size))
+    hp = replicate(hp, trainer.mesh)  # once, not every step
     state = trainer.init(seeds, hp, jax.tree.map(lambda x: x[0], example))
     runs = len(seeds)
     loop = {"epoch": np.zeros((), np.int32), "best_score": np.full(runs, -np.inf, np.float32),
@@ -121,7 +124,8 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
                initial=start, total=train_cfg.epochs)
     for epoch in bar:
         sums, count = {}, 0
-        for batch in batches(data["train"], epoch_permutations(seeds, epoch, n_train), train_cfg.batch_size):
+        epoch_batches = batches(data["train"], epoch_permutations(seeds, epoch, n_train), train_cfg.batch_size)
+        for batch in prefetch_to_mesh(epoch_batches, trainer.mesh):
             state, metrics = trainer.step(state, batch, hp)
             sums = metrics if not sums else jax.tree.map(jnp.add, sums, metrics)
             count += 1

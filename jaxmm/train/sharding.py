@@ -28,7 +28,7 @@ def shard_batch(tree, mesh, batch_axis: int = 1):
     n = mesh.shape["data"]
 
     def put(x):
-        x = np.asarray(x)
+        x = x if isinstance(x, jax.Array) else np.asarray(x)
         if x.shape[batch_axis] % n:
             raise ValueError(f"batch of {x.shape[batch_axis]} examples cannot be split over {n} devices; "
                              f"use a batch size divisible by {n}")

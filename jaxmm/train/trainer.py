@@ -85,7 +85,7 @@ class Trainer:
         return replicate(state, self.mesh)
 
     def step(self, state: TrainState, batch: Batch, hparams: dict):
-        """One optimiser step of every run; ``batch`` is a host batch ``[R, B, ...]``."""
+        """One optimiser step of every run; ``batch`` is ``[R, B, ...]``, on the host or already sharded."""
         return self._step(state, shard_batch(batch, self.mesh), replicate(hparams, self.mesh))
 
     def predict(self, state: TrainState, data: Batch, chunk: int):
