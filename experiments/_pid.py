@@ -76,6 +76,23 @@ def sweep(methods, points, seeds, args, out_path: str):
     return acc, syn_acc, chosen, histories
 
 
+def by_syn_level(points, table: dict, m: str) -> dict[float, list]:
+    """``p_syn`` level -> the values of every composition at that level (seeds pooled)."""
+    return {s: [v for pt in points if pt[3] == s for v in table[(m, pt)]] for s in sorted({pt[3] for pt in points})}
+
+
+def level_tables(methods, points, tables: dict[str, dict]) -> dict[str, str]:
+    """Markdown ``mean ± std`` tables with one column per ``p_syn`` level, for each ``{title: table}``."""
+    from experiments._common import mean_std_table
+
+    out = {}
+    for title, table in tables.items():
+        cells = {(m, f"p_syn={s:g}"): v for m in methods for s, v in by_syn_level(points, table, m).items()}
+        cols = [f"p_syn={s:g}" for s in sorted({pt[3] for pt in points})]
+        out[title] = mean_std_table(methods, cols, cells, "method")
+    return out
+
+
 def points_from_args(args) -> list[tuple]:
     """The compositions an invocation sweeps."""
     if args.points == "targets":

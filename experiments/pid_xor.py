@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from experiments import _pid
-from experiments._common import Timer, mean_std_table, output_dir, write_summary
+from experiments._common import Timer, output_dir, write_summary
 
 METHODS = ("vanilla", "synib-oracle", "synib-random", "synib-learned")
 
@@ -28,13 +28,14 @@ def plot_simplex(acc: dict, methods, points, path: str, title: str) -> None:
     fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.4), squeeze=False)
     corners = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])  # u1, red, syn
     xy = np.array([[p[0], p[2], p[3]] for p in points]) @ corners
+    low = np.floor(min(np.mean(acc[(m, p)]) for m in methods for p in points) * 20) / 20
     for ax, m in zip(axes[0], methods):
         values = [np.mean(acc[(m, p)]) for p in points]
-        sc = ax.scatter(xy[:, 0], xy[:, 1], c=values, cmap="viridis", vmin=0.5, vmax=1.0, s=60, marker="h")
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=values, cmap="viridis", vmin=low, vmax=1.0, s=60, marker="h")
         ax.plot(*np.vstack([corners, corners[:1]]).T, color="k", lw=0.8)
         for (cx, cy), label in zip(corners, ("u1", "red", "syn")):
             ax.annotate(label, (cx, cy), textcoords="offset points", xytext=(0, 6 if cy else -12), ha="center")
-        ax.set_title(m)
+        ax.set_title(m, pad=16)
         ax.set_aspect("equal")
         ax.axis("off")
     fig.colorbar(sc, ax=axes[0].tolist(), shrink=0.8, label="fusion test accuracy")
@@ -77,16 +78,11 @@ def main(argv=None) -> None:
     out = output_dir(args.out_dir, f"pid-xor-{args.points}")
     timer = Timer()
     acc, syn_acc, chosen, histories = _pid.sweep(methods, points, seeds, args, out.path)
-    label = lambda pt: f"p_syn={pt[3]:g}" + ("" if args.points == "targets" else f", u1={pt[0]:g}")
-    shown = points if len(points) <= 8 else [pt for pt in points if pt[0] == 0 or pt[2] == 0][:8]
-    tables = {
-        "Synergy-source test accuracy": mean_std_table(methods, [label(p) for p in shown],
-                                                       {(m, label(p)): syn_acc[(m, p)] for m in methods for p in shown}, "method"),
-        "Fusion test accuracy": mean_std_table(methods, [label(p) for p in shown],
-                                               {(m, label(p)): acc[(m, p)] for m in methods for p in shown}, "method"),
-        "λ_kl chosen by validation": "\n".join(f"- {m}: " + ", ".join(f"{label(p)}: {chosen[(m, p)]}" for p in shown)
-                                              for m in methods),
-    }
+    tables = _pid.level_tables(methods, points, {"Synergy-source test accuracy": syn_acc,
+                                                 "Fusion test accuracy": acc})
+    tables["λ_kl chosen by validation"] = "\n".join(
+        f"- {m}: " + ", ".join(f"p_syn={s:g}: {v}" for s, v in _pid.by_syn_level(points, chosen, m).items())
+        for m in methods)
     if args.points == "simplex":
         plot_simplex(acc, methods, points, out.file("simplex.png"), f"PID-XOR simplex (width {args.width})")
     if args.eval_train:
@@ -99,7 +95,7 @@ def main(argv=None) -> None:
     write_summary(out, f"PID-XOR ({args.points}, width {args.width}, {args.epochs} epochs)",
                   "jaxmm experiment pid-xor " + " ".join(argv or []), tables, timer.seconds)
     for title, table in tables.items():
-        print(f"\n{title} (seeds {seeds})\n{table}")
+        print(f"\n{title} (seeds {seeds}; compositions with the same p_syn pooled)\n{table}")
     print(f"\noutputs: {out.path}/ ({timer.seconds:.0f} s)")
 
 

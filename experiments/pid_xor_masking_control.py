@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from experiments import _pid
-from experiments._common import Timer, mean_std_table, output_dir, write_summary
+from experiments._common import Timer, output_dir, write_summary
 
 METHODS = ("vanilla", "masking-random", "masking-learned", "synib-random", "synib-learned")
 
@@ -23,12 +23,11 @@ def plot_vs_syn(acc: dict, syn_acc: dict, methods, points, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    levels = sorted({p[3] for p in points})
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for m in methods:
         for ax, table in zip(axes, (acc, syn_acc)):
-            ax.plot(levels, [np.mean([np.mean(table[(m, p)]) for p in points if p[3] == s]) for s in levels],
-                    marker="o", label=m)
+            levels = _pid.by_syn_level(points, table, m)
+            ax.plot(list(levels), [np.mean(v) for v in levels.values()], marker="o", label=m)
     for ax, title in zip(axes, ("fusion test accuracy", "synergy-source test accuracy")):
         ax.set(xlabel="p_syn", title=title)
         ax.grid(alpha=0.3)
@@ -45,15 +44,7 @@ def main(argv=None) -> None:
     out = output_dir(args.out_dir, f"pid-xor-masking-control-{args.points}")
     timer = Timer()
     acc, syn_acc, _, _ = _pid.sweep(methods, points, seeds, args, out.path)
-    levels = sorted({pt[3] for pt in points})
-    pool = lambda table, m, s: [v for pt in points if pt[3] == s for v in table[(m, pt)]]
-    cols = [f"p_syn={s:g}" for s in levels]
-    tables = {
-        "Fusion test accuracy": mean_std_table(methods, cols, {(m, c): pool(acc, m, s) for m in methods
-                                                              for c, s in zip(cols, levels)}, "method"),
-        "Synergy-source test accuracy": mean_std_table(methods, cols, {(m, c): pool(syn_acc, m, s) for m in methods
-                                                                      for c, s in zip(cols, levels)}, "method"),
-    }
+    tables = _pid.level_tables(methods, points, {"Fusion test accuracy": acc, "Synergy-source test accuracy": syn_acc})
     plot_vs_syn(acc, syn_acc, methods, points, out.file("masking_control.png"))
     out.write_json("results.json", {"args": vars(args), "points": points,
                                     "test_acc": {m: [acc[(m, p)] for p in points] for m in methods},
