@@ -10,6 +10,26 @@ import numpy as np
 from jaxmm.train.outputs import RunDir
 
 
+def pyplot():
+    """``matplotlib.pyplot`` on the headless Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str, tight: bool = True) -> None:
+    """Lays out (unless ``tight=False``: a colour bar's axes), saves as PNG and closes ``fig``."""
+    if tight:
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    else:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    pyplot().close(fig)
+
+
 def parse_methods(text: str, valid) -> list[str]:
     """Comma-separated method names, checked against ``valid`` (SystemExit listing the valid ones)."""
     methods = [m for m in text.split(",") if m]

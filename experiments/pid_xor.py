@@ -13,17 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from experiments import _pid
-from experiments._common import Timer, output_dir, write_summary
+from experiments._common import Timer, output_dir, pyplot, save_figure, write_summary
 
 METHODS = ("vanilla", "synib-oracle", "synib-random", "synib-learned")
 
 
 def plot_simplex(acc: dict, methods, points, path: str, title: str) -> None:
     """One triangle per method: test accuracy over (p_u1, p_red, p_syn), as Fig. 7."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.4), squeeze=False)
     corners = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])  # u1, red, syn
@@ -40,16 +37,12 @@ def plot_simplex(acc: dict, methods, points, path: str, title: str) -> None:
         ax.axis("off")
     fig.colorbar(sc, ax=axes[0].tolist(), shrink=0.8, label="fusion test accuracy")
     fig.suptitle(title)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, tight=False)
 
 
 def plot_sources(histories: dict, methods, path: str, title: str) -> None:
     """Per-source train (solid) and validation (dashed) accuracy across epochs, as Fig. 8."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(methods), figsize=(3.8 * len(methods), 3.2), squeeze=False, sharey=True)
     for ax, m in zip(axes[0], methods):
@@ -67,9 +60,7 @@ def plot_sources(histories: dict, methods, path: str, title: str) -> None:
     axes[0][0].set_ylabel("accuracy")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> None:

@@ -11,17 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from experiments import _pid
-from experiments._common import Timer, output_dir, write_summary
+from experiments._common import Timer, output_dir, pyplot, save_figure, write_summary
 
 METHODS = ("vanilla", "masking-random", "masking-learned", "synib-random", "synib-learned")
 
 
 def plot_vs_syn(acc: dict, syn_acc: dict, methods, points, path: str) -> None:
     """Overall and synergy-source accuracy against p_syn (averaged over the other coordinates)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for m in methods:
@@ -33,9 +30,7 @@ def plot_vs_syn(acc: dict, syn_acc: dict, methods, points, path: str) -> None:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
     fig.suptitle("Masking-only control vs SynIB (Fig. 11)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> None:

@@ -11,7 +11,8 @@ import argparse
 
 import numpy as np
 
-from experiments._common import Timer, mean_std_table, output_dir, parse_methods, write_summary
+from experiments._common import (Timer, mean_std_table, output_dir, parse_methods, pyplot, save_figure,
+                                 write_summary)
 from jaxmm.data.synthetic import spurious_xor
 from jaxmm.methods import get_method
 from jaxmm.models.multimodal import MLPModelConfig
@@ -50,10 +51,7 @@ def run(methods=tuple(METHODS), alphas=ALPHAS, seeds=(0, 1, 2), epochs: int = 10
 
 def plot(acc: dict, methods, alphas, path: str) -> None:
     """Accuracy vs α with ± std bands, one line per method (as the paper's Fig. 6)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name in methods:
@@ -66,9 +64,7 @@ def plot(acc: dict, methods, alphas, path: str) -> None:
            title="Spurious-XOR (SynIB Fig. 6)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> None:
