@@ -25,12 +25,32 @@ class StepContext(NamedTuple):
         with different values is one vmapped program), e.g. ``lam``, ``lr``.
       epoch: current epoch (traced int).
       method_state: the method's own state (EMA statistics, per-example weights, …).
+      step: optimiser steps taken so far (traced int; alternating schedules read it).
     """
 
     rng: jax.Array
     hparams: dict[str, jax.Array]
     epoch: jax.Array
     method_state: Any
+    step: Any = 0
+
+
+class EpochContext(NamedTuple):
+    """What an ``epoch_end`` hook may read besides the train state and the epoch's statistics.
+
+    Attributes:
+      epoch: the epoch just completed (0-based).
+      num_epochs: the configured number of epochs.
+      data: split name (``train``, ``val``, ``test``) -> the split stacked over runs
+        (a host :class:`Batch` with ``[R, N, ...]`` arrays).
+      outputs: ``(train_state, split name) -> ModelOutput`` of the eval-mode model over
+        the whole split, numpy ``[R, N, ...]`` (logits, unimodal logits, features).
+    """
+
+    epoch: int
+    num_epochs: int
+    data: Mapping[str, Batch]
+    outputs: Callable[[Any, str], ModelOutput]
 
 
 TermsFn = Callable[[Any, Batch, StepContext], tuple[dict[str, jax.Array], dict[str, Any]]]
@@ -76,8 +96,9 @@ class Method:
         ``params`` positionally),
         and ``term_grads`` (stacked in sorted term order) when ``per_term_grads``.
       per_term_grads: compute per-term gradients (one forward, a vmapped VJP).
-      epoch_end: ``(train_state, epoch_stats) -> train_state`` hook run after every
-        epoch (re-initialisations, weight refreshes, stage switches), or ``None``.
+      epoch_end: ``(train_state, epoch_stats, EpochContext) -> train_state`` hook run
+        on the host after every epoch (re-initialisations, weight refreshes, stage
+        switches); the state has a leading run axis. ``None``: no hook.
       options: the static options the method was built with (logged in config.json).
     """
 

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from jaxmm.data.prefetch import prefetch_to_mesh
 from jaxmm.data.types import DatasetSplits
 from jaxmm.data.validate import validate_splits
-from jaxmm.methods.base import Method
+from jaxmm.methods.base import EpochContext, Method
 from jaxmm.metrics.classification import classification_report
 from jaxmm.models.multimodal import MLPModelConfig
 from jaxmm.train.batching import batches, epoch_permutations, stack_runs
@@ -132,7 +132,9 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
         state = state._replace(epoch=state.epoch + 1)
         record = {"epoch": epoch, **{f"train/{k}": np.asarray(v) / count for k, v in sums.items()}}
         if method.epoch_end is not None:
-            state = method.epoch_end(state, record)
+            context = EpochContext(epoch, train_cfg.epochs, data,
+                                   lambda st, split: trainer.outputs(st, data[split], train_cfg.eval_batch_size))
+            state = method.epoch_end(state, record, context)
         if not np.all(np.isfinite(record["train/loss"])):
             raise FloatingPointError(f"training loss became {record['train/loss']} at epoch {epoch} "
                                      f"({method.name}); lower the learning rate or check the inputs")

@@ -65,7 +65,7 @@ def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransfor
 
     def step(state: TrainState, batch: Batch, hparams: dict[str, jax.Array]):
         rng, step_key = jax.random.split(state.rng)
-        ctx = StepContext(step_key, hparams, state.epoch, state.method_state)
+        ctx = StepContext(step_key, hparams, state.epoch, state.method_state, state.step)
         valid = batch.meta["valid"]
 
         def term_means(params):
@@ -108,12 +108,15 @@ def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransfor
     return step
 
 
-def build_eval_step(method: Method, graphdef):
-    """``eval_step(params, rest, inputs) -> (prediction [B, K], {modality: unimodal logits})``."""
+def build_eval_step(method: Method, graphdef, raw: bool = False):
+    """``eval_step(params, rest, inputs) -> (prediction [B, K], {modality: unimodal logits})``.
+
+    With ``raw``, the eval-mode :class:`ModelOutput` itself (features included).
+    """
 
     def eval_step(params, rest, inputs):
         model = nnx.merge(graphdef, params, rest)
         out = model(inputs)
-        return method.predict(out), out.unimodal_logits
+        return out if raw else (method.predict(out), out.unimodal_logits)
 
     return eval_step

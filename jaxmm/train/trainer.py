@@ -10,7 +10,7 @@ import optax
 
 from jaxmm.data.types import Batch
 from jaxmm.methods.base import Method
-from jaxmm.models.multimodal import MLPModelConfig
+from jaxmm.models.multimodal import MLPModelConfig, ModelOutput
 from jaxmm.train.config import OptimizerConfig
 from jaxmm.train.optim import make_optimizer
 from jaxmm.train.sharding import make_data_mesh, replicate, shard_batch
@@ -73,7 +73,8 @@ class Trainer:
             return jax.vmap(step)(state, batch, hparams)
 
         self._step = jax.jit(counted_step, donate_argnums=(0,))
-        self._eval = jax.jit(jax.vmap(build_eval_step(method, self.eval_def), in_axes=(0, 0, 0)))
+        self._eval = jax.jit(jax.vmap(build_eval_step(method, self.eval_def)))
+        self._outputs = jax.jit(jax.vmap(build_eval_step(method, self.eval_def, raw=True)))
 
     def init(self, seeds: Sequence[int], hparams: dict, example: Batch) -> TrainState:
         """Initial state of every run (``example``: one run's host batch, for shapes)."""
@@ -94,17 +95,23 @@ class Trainer:
         Returns:
           (``[R, N, K]`` predictions, modality -> ``[R, N, K]`` unimodal logits), numpy.
         """
+        return self._chunked(self._eval, state, data, chunk)
+
+    def outputs(self, state: TrainState, data: Batch, chunk: int) -> ModelOutput:
+        """The eval-mode :class:`ModelOutput` (logits, unimodal logits, features) over a stacked split, numpy."""
+        return self._chunked(self._outputs, state, data, chunk)
+
+    def _chunked(self, fn, state: TrainState, data: Batch, chunk: int):
         n = data.label.shape[1]
         devices = self.mesh.shape["data"]
         chunk = max(devices, min(chunk, -(-n // devices) * devices) // devices * devices)
-        preds, unis = [], []
+        parts = []
         for start in range(0, n, chunk):
             inputs = {k: v[:, start:start + chunk] for k, v in data.inputs.items()}
             size = next(iter(inputs.values())).shape[1]
             if size < chunk:
                 inputs = {k: np.concatenate([v, np.repeat(v[:, :1], chunk - size, axis=1)], axis=1)
                           for k, v in inputs.items()}
-            pred, uni = self._eval(state.params, state.rest, shard_batch(inputs, self.mesh))
-            preds.append(np.asarray(pred)[:, :size])
-            unis.append({k: np.asarray(v)[:, :size] for k, v in uni.items()})
-        return np.concatenate(preds, 1), {k: np.concatenate([u[k] for u in unis], 1) for k in unis[0]}
+            out = fn(state.params, state.rest, shard_batch(inputs, self.mesh))
+            parts.append(jax.tree.map(lambda x, size=size: np.asarray(x)[:, :size], out))
+        return jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *parts)

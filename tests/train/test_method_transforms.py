@@ -56,7 +56,21 @@ def test_epoch_end_hook_runs_once_per_epoch():
     base = get_method("vanilla")
     method = dataclasses.replace(
         base, init_state=lambda model, batch: {"epochs_seen": jnp.zeros((), jnp.int32)},
-        epoch_end=lambda state, stats: state._replace(
+        epoch_end=lambda state, stats, context: state._replace(
             method_state={"epochs_seen": state.method_state["epochs_seen"] + 1}))
     r = fit(method, [tiny_splits()], [0, 1], MODEL, OPT, train_cfg(epochs=3))
     np.testing.assert_array_equal(r.state.method_state["epochs_seen"], [3, 3])
+
+
+def test_epoch_end_sees_eval_outputs_over_a_split():
+    seen = []
+
+    def hook(state, stats, context):
+        out = context.outputs(state, "val")
+        seen.append((context.epoch, context.num_epochs, out.logits.shape, out.features["a"].shape,
+                     context.data["val"].label.shape))
+        return state
+
+    method = dataclasses.replace(get_method("vanilla"), epoch_end=hook)
+    fit(method, [tiny_splits()], [0, 1], MODEL, OPT, train_cfg(epochs=2))
+    assert seen == [(0, 2, (2, 16, 3), (2, 16, 8), (2, 16)), (1, 2, (2, 16, 3), (2, 16, 8), (2, 16))]
