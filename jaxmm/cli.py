@@ -10,6 +10,8 @@ EXPERIMENTS = {
     "spurious-xor": "experiments.spurious_xor",
     "pid-xor": "experiments.pid_xor",
     "pid-xor-masking-control": "experiments.pid_xor_masking_control",
+    "imbalance": "experiments.imbalance",
+    "interactions": "experiments.interactions",
 }
 
 
