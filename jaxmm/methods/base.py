@@ -84,6 +84,9 @@ class Method:
       hparams: defaults of the vmappable scalar hyper-parameters the method reads.
       model: what the model must contain.
       predict: inference rule, ``ModelOutput -> [B, K]`` logits or probabilities.
+      forward: ``(model, inputs) -> ModelOutput`` evaluation forward pass for methods
+        whose prediction is not the plain ``model(inputs)`` (a shared head, a gated
+        mixture, a cosine head in ``model.extras``); ``None``: ``model(inputs)``.
       init_state: ``(model, example batch) -> method state`` (default: empty dict).
       extra_modules: ``(trunk_width, num_outputs, rngs) -> {name: nnx.Module}`` the
         method adds to the model (``model.extras``), or ``None``.
@@ -109,6 +112,7 @@ class Method:
     hparams: Mapping[str, float] = dataclasses.field(default_factory=dict)
     model: ModelSpec = ModelSpec()
     predict: Callable[[ModelOutput], jax.Array] = lambda out: out.logits
+    forward: Callable[[Any, Mapping[str, jax.Array]], ModelOutput] | None = None
     init_state: Callable[[Any, Batch], Any] = lambda model, batch: {}
     extra_modules: Callable | None = None
     transform: Callable | None = None

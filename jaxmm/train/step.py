@@ -116,7 +116,7 @@ def build_eval_step(method: Method, graphdef, raw: bool = False):
 
     def eval_step(params, rest, inputs):
         model = nnx.merge(graphdef, params, rest)
-        out = model(inputs)
+        out = method.forward(model, inputs) if method.forward is not None else model(inputs)
         return out if raw else (method.predict(out), out.unimodal_logits)
 
     return eval_step

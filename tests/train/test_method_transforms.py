@@ -74,3 +74,17 @@ def test_epoch_end_sees_eval_outputs_over_a_split():
     method = dataclasses.replace(get_method("vanilla"), epoch_end=hook)
     fit(method, [tiny_splits()], [0, 1], MODEL, OPT, train_cfg(epochs=2))
     assert seen == [(0, 2, (2, 16, 3), (2, 16, 8), (2, 16)), (1, 2, (2, 16, 3), (2, 16, 8), (2, 16))]
+
+
+def test_method_forward_replaces_the_evaluation_pass():
+    """A method's ``forward`` decides what is evaluated: here the unimodal head of ``a`` alone."""
+    from jaxmm.models.multimodal import ModelOutput
+
+    def forward(model, inputs):
+        out = model(inputs)
+        return ModelOutput(out.unimodal_logits["a"], out.unimodal_logits, out.features)
+
+    base = fit(get_method("vanilla"), [tiny_splits()], [0], MODEL, OPT, train_cfg(epochs=2))
+    method = dataclasses.replace(get_method("vanilla"), forward=forward)
+    r = fit(method, [tiny_splits()], [0], MODEL, OPT, train_cfg(epochs=2))
+    assert r.test[0]["acc"] == r.test[0]["acc/a"] == base.test[0]["acc/a"]
