@@ -99,6 +99,11 @@ class Method:
         ``params`` positionally),
         and ``term_grads`` (stacked in sorted term order) when ``per_term_grads``.
       per_term_grads: compute per-term gradients (one forward, a vmapped VJP).
+      update_mask: ``(params, extra args) -> pytree of booleans`` shaped like ``params``
+        (leaves broadcastable): after the optimiser, a parameter whose entry is False keeps
+        its exact previous value, so frozen parameters stay bit-identical (zeroing their
+        gradient in ``transform`` is not enough: weight decay and momentum still move them).
+        ``extra args`` are those handed to ``transform`` (``epoch``, …). ``None``: no mask.
       epoch_end: ``(train_state, epoch_stats, EpochContext) -> train_state`` hook run
         on the host after every epoch (re-initialisations, weight refreshes, stage
         switches); the state has a leading run axis. ``None``: no hook.
@@ -118,6 +123,7 @@ class Method:
     transform: Callable | None = None
     extra_args: Callable[[StepContext, dict], dict] | None = None
     per_term_grads: bool = False
+    update_mask: Callable[[Any, Mapping[str, Any]], Any] | None = None
     epoch_end: Callable | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -97,6 +97,9 @@ def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransfor
         grads, transform_state = transform.update(grads, transform_state, state.params, **extra)
         updates, optimizer_state = optimizer.update(grads, optimizer_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if method.update_mask is not None:  # frozen parameters keep their exact values
+            keep = method.update_mask(state.params, extra)
+            params = jax.tree.map(jnp.where, keep, params, state.params)
         opt_state = (transform_state, optimizer_state)
         method_state = aux.pop("method_state", state.method_state)
         metrics.update({"loss": loss, **{f"term/{k}": v for k, v in means.items()},
