@@ -1,9 +1,22 @@
-"""Classification metrics on host arrays (numpy): accuracy, F1, synergy, per-source accuracy."""
+"""Classification metrics on host arrays (numpy): accuracy, F1, synergy, per-source accuracy, probes.
+
+The synergy indicator (DMIL, methods.md §3.4) is the fraction of examples the fused prediction gets
+right while every unimodal prediction is wrong. :func:`classification_report` reads the unimodal
+predictions from the method's unimodal heads; a method without heads gets ``synergy = NaN`` there,
+and :func:`probe_report` gives every method the same indicator against linear probes trained on
+its frozen encoder features instead.
+
+The averaged-softmax ensemble has synergy 0 by construction on binary tasks: when both heads give
+the true class probability below ½ so does their mean. With three or more classes soft voting can
+pick a class neither head ranks first, so there it can be (slightly) positive.
+"""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 
 def predict_labels(logits: np.ndarray) -> np.ndarray:
@@ -62,7 +75,8 @@ def classification_report(logits: np.ndarray, labels: np.ndarray, num_classes: i
     """All classification metrics of one evaluation as a flat dict.
 
     Keys: ``acc``, ``macro_f1``, ``f1/<k>``, ``acc/<modality>`` for each unimodal
-    head, ``synergy`` (when unimodal heads exist), ``acc/source/<name>`` (when groups).
+    head, ``synergy`` (NaN without unimodal heads; see :func:`probe_report`),
+    ``acc/source/<name>`` (when groups).
     """
     labels = np.asarray(labels)
     pred = predict_labels(logits)
@@ -71,11 +85,66 @@ def classification_report(logits: np.ndarray, labels: np.ndarray, num_classes: i
     out.update({f"f1/{c}": float(v) for c, v in enumerate(per_class_f1(pred, labels, k))})
     uni_preds = {m: predict_labels(v) for m, v in (unimodal_logits or {}).items()}
     out.update({f"acc/{m}": accuracy(p, labels) for m, p in uni_preds.items()})
-    if uni_preds:
-        out["synergy"] = synergy_indicator(pred, list(uni_preds.values()), labels)
+    out["synergy"] = synergy_indicator(pred, list(uni_preds.values()), labels) if uni_preds else float("nan")
     if groups is not None:
         names = group_names or [str(g) for g in range(int(np.max(groups)) + 1)]
         out.update({f"acc/source/{n}": v for n, v in accuracy_by_group(pred, labels, groups, names).items()})
+    return out
+
+
+def linear_probe(train_features: np.ndarray, train_labels: np.ndarray, eval_features: np.ndarray, *,
+                 l2: float = 1.0) -> np.ndarray:
+    """Class predictions of a logistic-regression probe fit on frozen features.
+
+    Features are standardised with the training statistics; the probe is a multinomial
+    (binary: logistic) regression with inverse L2 strength ``1 / l2`` (scikit-learn's ``C``).
+
+    Args:
+      train_features: ``[N, ...]`` features the probe is fit on (flattened after the first axis).
+      train_labels: ``[N]`` class ids, at least two distinct.
+      eval_features: ``[M, ...]`` features to predict.
+      l2: L2 penalty strength (> 0).
+
+    Returns:
+      ``[M]`` predicted class ids.
+    """
+    train_features = np.asarray(train_features, np.float64).reshape(len(train_features), -1)
+    eval_features = np.asarray(eval_features, np.float64).reshape(len(eval_features), -1)
+    _check_same_length(train_features, train_labels)
+    if len(np.unique(train_labels)) < 2:
+        raise ValueError("a linear probe needs training labels of at least two classes")
+    if not l2 > 0:
+        raise ValueError(f"l2={l2} must be positive")
+    scaler = StandardScaler().fit(train_features)
+    probe = LogisticRegression(C=1.0 / l2, max_iter=2000).fit(scaler.transform(train_features), train_labels)
+    return probe.predict(scaler.transform(eval_features))
+
+
+def probe_report(fused_logits: np.ndarray, labels: np.ndarray, train_features: Mapping[str, np.ndarray],
+                 train_labels: np.ndarray, eval_features: Mapping[str, np.ndarray], *,
+                 l2: float = 1.0) -> dict[str, float]:
+    """Unimodal accuracy and synergy measured with linear probes instead of unimodal heads.
+
+    Works for every method (heads or not): one :func:`linear_probe` per modality reads that
+    modality's encoder features.
+
+    Args:
+      fused_logits: ``[M, K]`` (or binary ``[M]``/``[M, 1]``) fused predictions on the evaluation split.
+      labels: ``[M]`` evaluation labels.
+      train_features: modality -> ``[N, D]`` encoder features of the training split.
+      train_labels: ``[N]`` training labels.
+      eval_features: modality -> ``[M, D]`` encoder features of the evaluation split.
+      l2: probe L2 penalty.
+
+    Returns:
+      ``acc/probe/<modality>`` and ``synergy/probe``.
+    """
+    if set(train_features) != set(eval_features) or not train_features:
+        raise ValueError(f"train features {sorted(train_features)} and eval features {sorted(eval_features)} "
+                         "must name the same, non-empty set of modalities")
+    preds = {m: linear_probe(train_features[m], train_labels, eval_features[m], l2=l2) for m in train_features}
+    out = {f"acc/probe/{m}": accuracy(p, labels) for m, p in preds.items()}
+    out["synergy/probe"] = synergy_indicator(predict_labels(fused_logits), list(preds.values()), labels)
     return out
 
 

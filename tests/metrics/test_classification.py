@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from jaxmm.metrics.classification import (accuracy, accuracy_by_group, classification_report, macro_f1,
-                                          per_class_f1, predict_labels, synergy_indicator)
+from jaxmm.methods.base import average_softmax
+from jaxmm.metrics.classification import (accuracy, accuracy_by_group, classification_report, linear_probe, macro_f1,
+                                          per_class_f1, predict_labels, probe_report, synergy_indicator)
+from jaxmm.models.multimodal import ModelOutput
 
 
 def test_predict_labels_binary_and_multiclass():
@@ -39,3 +41,60 @@ def test_accuracy_by_group_and_report():
 def test_length_mismatch():
     with pytest.raises(ValueError, match="differ in length"):
         accuracy(np.zeros(3), np.zeros(2))
+
+
+def test_report_without_unimodal_heads_has_nan_synergy():
+    rep = classification_report(np.array([[1.0], [-1.0]]), np.array([1, 0]), 2)
+    assert np.isnan(rep["synergy"]) and rep["acc"] == 1.0
+
+
+def test_averaged_softmax_ensemble_has_zero_synergy_on_binary_tasks():
+    # Both heads wrong means both give the true class probability <= 1/2, hence so does their mean.
+    rng = np.random.default_rng(0)
+    n = 20000
+    logits = {m: rng.normal(scale=rng.choice([0.01, 1.0, 10.0], n))[:, None] for m in ("a", "b")}
+    y = rng.integers(0, 2, n)
+    fused = np.asarray(average_softmax(ModelOutput(None, logits, {})))
+    uni = [predict_labels(v) for v in logits.values()]
+    both_wrong = np.all([p != y for p in uni], axis=0)
+    assert both_wrong.sum() > 4000  # the property is exercised on many examples
+    assert synergy_indicator(predict_labels(fused), uni, y) == 0.0
+    assert classification_report(fused, y, 2, logits)["synergy"] == 0.0
+
+
+def test_soft_voting_can_beat_both_heads_with_three_classes():
+    # Head a ranks class 0 first, head b class 2; their mean ranks class 1 (the label) first.
+    probs = {"a": np.log([[0.40, 0.35, 0.25]]), "b": np.log([[0.25, 0.35, 0.40]])}
+    fused = np.asarray(average_softmax(ModelOutput(None, probs, {})))
+    np.testing.assert_allclose(fused, [[0.325, 0.35, 0.325]], atol=1e-6)
+    assert classification_report(fused, np.array([1]), 3, probs)["synergy"] == 1.0
+
+
+def _signed_features(signs, y, rng):
+    return (signs * (2.0 * y - 1.0))[:, None] + 0.01 * rng.normal(size=(len(y), 3))
+
+
+def test_probe_report_counts_examples_both_probes_get_wrong():
+    rng = np.random.default_rng(1)
+    y_train, y = rng.integers(0, 2, 200), rng.integers(0, 2, 400)
+    train = {m: _signed_features(np.ones(200), y_train, rng) for m in ("a", "b")}
+    # The probes learn "sign -> label"; flipping an eval feature's sign makes its probe wrong.
+    flip_a, flip_b = rng.random(400) < 0.5, rng.random(400) < 0.3
+    evaluation = {"a": _signed_features(np.where(flip_a, -1.0, 1.0), y, rng),
+                  "b": _signed_features(np.where(flip_b, -1.0, 1.0), y, rng)}
+    fused = (2.0 * y - 1.0)[:, None]   # always right
+    rep = probe_report(fused, y, train, y_train, evaluation)
+    assert rep["acc/probe/a"] == pytest.approx(1 - flip_a.mean())
+    assert rep["acc/probe/b"] == pytest.approx(1 - flip_b.mean())
+    assert rep["synergy/probe"] == pytest.approx(np.mean(flip_a & flip_b))
+    np.testing.assert_array_equal(linear_probe(train["a"], y_train, evaluation["a"]), np.where(flip_a, 1 - y, y))
+
+
+def test_probe_bad_inputs():
+    x = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="at least two classes"):
+        linear_probe(x, np.zeros(4, int), x)
+    with pytest.raises(ValueError, match="must be positive"):
+        linear_probe(x, np.array([0, 1, 0, 1]), x, l2=0.0)
+    with pytest.raises(ValueError, match="same, non-empty set of modalities"):
+        probe_report(np.zeros(4), np.zeros(4), {"a": x}, np.array([0, 1, 0, 1]), {"b": x})
