@@ -91,12 +91,14 @@ def shapley_responses(masked_logits: Mapping[Sequence[str], jax.Array],
     return responses
 
 
-def agm_scores(responses: Mapping[str, jax.Array], labels: jax.Array) -> dict[str, jax.Array]:
+def agm_scores(responses: Mapping[str, jax.Array], labels: jax.Array,
+               valid: jax.Array | None = None) -> dict[str, jax.Array]:
     """Per-modality mono-modal scores ``s_m = mean_i −log max(softmax(o_m,i)[y_i], 1e-8)``.
 
     Args:
       responses: ``{modality: [B, K] response logits}``.
       labels: ``[B]`` integer class ids.
+      valid: optional ``[B]`` 0/1 weights; the mean runs over the valid examples only.
 
     Returns:
       ``{modality: float32 scalar}``, gradient stopped.
@@ -106,7 +108,11 @@ def agm_scores(responses: Mapping[str, jax.Array], labels: jax.Array) -> dict[st
     def score(o):
         logp = jax.nn.log_softmax(jax.lax.stop_gradient(o).astype(jnp.float32), axis=-1)
         true = jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
-        return jnp.mean(-jnp.maximum(true, floor))
+        nll = -jnp.maximum(true, floor)
+        if valid is None:
+            return jnp.mean(nll)
+        w = valid.astype(jnp.float32)
+        return jnp.sum(nll * w) / jnp.maximum(jnp.sum(w), 1.0)
 
     return {m: score(o) for m, o in responses.items()}
 

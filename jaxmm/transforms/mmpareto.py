@@ -156,7 +156,9 @@ def mmpareto(
       gradients stacked on a leading axis (a pytree with the parameters'
       structure, leaf shape ``[T, *param.shape]``), either whole or masked like
       the updates. ``updates`` must be their sum over the terms (plus any
-      term not listed in ``group_terms``). Other extra args are ignored.
+      term not listed in ``group_terms``). An optional ``gamma`` extra arg (a
+      traced value, for runs vmapped over γ) replaces the factory's. Other
+      extra args are ignored.
 
     Raises:
       ValueError: for an empty ``group_terms``, a group with no terms or with
@@ -183,6 +185,7 @@ def mmpareto(
         flat, flat_labels = _tree.flatten(updates, updates), _tree.leaf_labels(labels, updates)
         flat_terms = _tree.flatten(stacked, updates)
         out, weights = list(flat), dict(state.weights)
+        scale = extra_args.get("gamma", gamma)
         for group, idx in group_terms.items():
             members = [i for i, lab in enumerate(flat_labels) if lab == group]
             if not members:
@@ -200,7 +203,7 @@ def mmpareto(
                 h = (len(idx) * (w @ x)).reshape(g_sum.shape)
                 h_norm, sum_norm = jnp.sqrt(_tree.sq_norm(h)), jnp.sqrt(_tree.sq_norm(g_sum))
                 ratio = jnp.where(h_norm > 0, sum_norm / jnp.where(h_norm > 0, h_norm, 1.0), 1.0)
-                out[i] = (gamma * h * jnp.maximum(1.0, ratio)).astype(g_sum.dtype)
+                out[i] = (scale * h * jnp.maximum(1.0, ratio)).astype(g_sum.dtype)
         return _tree.unflatten(updates, out), MMParetoState(weights)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

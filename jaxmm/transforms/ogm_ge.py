@@ -17,9 +17,12 @@ modality ``m``'s logits (:func:`jaxmm.monitors.scores.discrepancy_score`):
 Code behaviours (official repo GeWu-Lab/OGM-GE_CVPR2022, ``main.py``):
 
 * Only conv kernels (4-D tensors) of the encoders are modulated
-  (``conv_only=True``). BalanceBenchmark modulates every non-bias parameter
-  whose name contains the modality (heads included): express that with the
-  labels and ``conv_only=False``.
+  (``tensors="conv"``). ``tensors="kernels"`` modulates every weight tensor
+  (ndim >= 2: conv and linear kernels; the same set on the official ResNet
+  encoders, which have no linear layer, and the analogue for MLP encoders);
+  ``tensors="all"`` every leaf of the group. BalanceBenchmark modulates every
+  non-bias parameter whose name contains the modality (heads and BN scales
+  included): express that with the labels and ``tensors="all"``.
 * The paper samples the noise "based on the covariance of the gradient"; the
   code (and this transform) uses the isotropic per-tensor std.
 * More than two modalities: ``ρ_m`` against the *sum* of the others and only
@@ -42,6 +45,7 @@ import optax
 from jaxmm.transforms import _common, _tree
 
 _NAME = "ogm_ge"
+TENSORS = ("conv", "kernels", "all")
 
 
 class OGMGEState(NamedTuple):
@@ -82,7 +86,7 @@ def ogm_ge(
     labels: _tree.Labels,
     alpha: float = 0.8,
     generalization: bool = True,
-    conv_only: bool = True,
+    tensors: str = "conv",
     window: tuple[int, int] | None = (0, 50),
     ratio_offset: float = 0.0,
     seed: int = 0,
@@ -99,7 +103,8 @@ def ogm_ge(
       alpha: modulation strength α (official CREMA-D recommendation 0.8;
         VGGSound example 0.1; BalanceBenchmark 0.3).
       generalization: add the Gaussian generalisation noise (OGM-GE); False is OGM.
-      conv_only: modulate only 4-D tensors (conv kernels), as the official code.
+      tensors: which leaves of a modality group are modulated: ``"conv"`` (4-D
+        conv kernels, the official code), ``"kernels"`` (ndim >= 2) or ``"all"``.
       window: inclusive ``(first, last)`` epochs of modulation (official 0..50;
         BalanceBenchmark 10..80); ``None`` modulates always.
       ratio_offset: see :func:`ogm_ge_coefficients`.
@@ -108,20 +113,25 @@ def ogm_ge(
     Returns:
       A transformation whose ``update`` takes the keyword extra args
       ``scores`` (``{modality: s_m}``) and ``epoch`` (int; unused when
-      ``window`` is None). Other extra args are ignored.
+      ``window`` is None), and optionally ``alpha`` (a traced value replacing
+      the factory's, for runs vmapped over α) and ``key`` (a PRNG key for this
+      step's noise instead of the state's stream, e.g. a per-run key). Other
+      extra args are ignored.
 
     Raises:
       ValueError: for fewer than two modalities, a non-positive ``alpha``, a
-        negative ``ratio_offset`` or a malformed ``window``.
+        negative ``ratio_offset``, an unknown ``tensors`` or a malformed ``window``.
     """
     modalities = _common.check_modalities(_NAME, modalities)
     _common.check_positive(_NAME, "alpha", alpha)
     _common.check_positive(_NAME, "ratio_offset", ratio_offset, allow_zero=True)
     _common.check_window(_NAME, window)
+    _common.check_choice(_NAME, "tensors", tensors, TENSORS)
+    min_ndim = {"conv": 4, "kernels": 2, "all": 0}[tensors]
     index = {m: i for i, m in enumerate(modalities)}
 
     def modulated(label: str, g: jax.Array) -> bool:
-        return label in index and (g.ndim == 4 or not conv_only)
+        return label in index and (g.ndim == 4 if tensors == "conv" else g.ndim >= min_ndim)
 
     def init_fn(params):
         del params
@@ -133,11 +143,13 @@ def ogm_ge(
             _common.required(extra_args, "scores", _NAME, "{modality: batch sum of p(y|x_m)}"),
             modalities, "scores", _NAME)
         active = _common.in_window(window, extra_args, _NAME)
-        coeffs = ogm_ge_coefficients(scores, alpha, ratio_offset)
+        coeffs = ogm_ge_coefficients(scores, extra_args.get("alpha", alpha), ratio_offset)
         flat, flat_labels = _tree.flatten(updates, updates), _tree.leaf_labels(labels, updates)
         targets = [i for i, (lab, g) in enumerate(zip(flat_labels, flat))
                    if lab is not None and modulated(lab, g)]
         key, noise_key = jax.random.split(state.key)
+        if extra_args.get("key") is not None:
+            noise_key = extra_args["key"]
         noise = {}
         if generalization and targets:
             sizes = [flat[i].size for i in targets]

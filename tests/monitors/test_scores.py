@@ -12,3 +12,5 @@ def test_scores_by_hand():
     np.testing.assert_allclose(true_class_probability(logits, labels), p, rtol=1e-6)
     np.testing.assert_allclose(discrepancy_score(logits, labels), sum(p), rtol=1e-6)
     np.testing.assert_allclose(confidence(logits, labels), np.mean(p), rtol=1e-6)
+    # Padded examples (valid = 0) are left out of the sum.
+    np.testing.assert_allclose(discrepancy_score(logits, labels, jnp.array([1.0, 0.0, 1.0])), 0.7, rtol=1e-6)

@@ -52,6 +52,11 @@ def test_scores_on_toy_model():
         logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
         expected = np.mean(-np.maximum(logp[np.arange(5), y], math.log(1e-8)))
         np.testing.assert_allclose(scores[name], expected, rtol=1e-5)
+        # With padding weights the mean runs over the valid examples only.
+        valid = np.array([1, 1, 0, 1, 0], np.float32)
+        weighted = agm_scores(shapley_responses(passes, AV), jnp.asarray(y), jnp.asarray(valid))
+        np.testing.assert_allclose(weighted[name], np.mean(-np.maximum(logp[np.arange(5), y], math.log(1e-8))[valid > 0]),
+                                   rtol=1e-5)
     # p(y) below 1e-8 is clamped: -log(1e-8).
     far = agm_scores({"audio": jnp.array([[0.0, -40.0]])}, jnp.array([1]))
     np.testing.assert_allclose(far["audio"], -math.log(1e-8), rtol=1e-6)

@@ -83,6 +83,9 @@ def test_update_is_rescaled_pareto_combination(conflict):
         expected = 1.5 * h * max(1.0, np.linalg.norm(g_mm[k] + g_a[k]) / np.linalg.norm(h))
         np.testing.assert_allclose(out["audio"][k], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(out["head"]["w"], updates["head"]["w"])
+    # A traced gamma passed as an extra arg replaces the factory's (the update is linear in γ).
+    out2, _ = tx.update(updates, tx.init(updates), term_grads=terms, gamma=jnp.asarray(0.5))
+    np.testing.assert_allclose(out2["audio"]["k"], out["audio"]["k"] / 3, rtol=1e-5)
 
 
 def test_three_terms_use_frank_wolfe():

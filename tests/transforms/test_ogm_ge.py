@@ -1,6 +1,7 @@
 """OGM-GE: coefficients from the published equation, modulation, noise, errors, contract."""
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -55,10 +56,17 @@ def test_ogm_scales_dominant_conv_kernels_only():
     # Outside the window: identity.
     out, _ = tx.update(grads, state, scores=scores, epoch=6)
     np.testing.assert_array_equal(out["audio"]["conv"], grads["audio"]["conv"])
-    # conv_only=False also scales the audio dense kernel and bias.
-    tx = ogm_ge(AV, labels=group_labels, generalization=False, conv_only=False, window=None)
+    # tensors="kernels" adds the audio dense kernel; tensors="all" the bias too.
+    tx = ogm_ge(AV, labels=group_labels, generalization=False, tensors="kernels", window=None)
+    out, _ = tx.update(grads, tx.init(grads), scores=scores)
+    np.testing.assert_allclose(out["audio"]["dense"], k_a * grads["audio"]["dense"], rtol=1e-6)
+    np.testing.assert_array_equal(out["audio"]["bias"], grads["audio"]["bias"])
+    tx = ogm_ge(AV, labels=group_labels, generalization=False, tensors="all", window=None)
     out, _ = tx.update(grads, tx.init(grads), scores=scores)
     np.testing.assert_allclose(out["audio"]["bias"], k_a * grads["audio"]["bias"], rtol=1e-6)
+    # A traced alpha passed as an extra arg replaces the factory's.
+    out, state = tx.update(grads, tx.init(grads), scores=scores, alpha=jnp.asarray(0.3))
+    np.testing.assert_allclose(state.coefficients, [1 - math.tanh(0.3 * 1.5), 1.0], rtol=1e-6)
 
 
 def test_ogm_ge_noise_scaled_by_gradient_std_on_every_modality():
@@ -71,6 +79,12 @@ def test_ogm_ge_noise_scaled_by_gradient_std_on_every_modality():
         noise = (np.asarray(out[m]["conv"]) - k[m] * g) / (g.std(ddof=1) + 1e-8)
         assert abs(noise.mean()) < 0.1 and abs(noise.std() - 1.0) < 0.1  # 2304 draws
     np.testing.assert_array_equal(out["audio"]["bias"], grads["audio"]["bias"])
+    # A `key` extra arg replaces the state's stream: same key, same noise; another key, other noise.
+    tx = ogm_ge(AV, labels=group_labels, window=None)
+    run = lambda key: tx.update(grads, tx.init(grads), scores={"audio": 1.0, "visual": 2.0}, key=key)[0]
+    k1, k2 = jax.random.split(jax.random.PRNGKey(7))
+    np.testing.assert_array_equal(run(k1)["audio"]["conv"], run(k1)["audio"]["conv"])
+    assert not np.allclose(run(k1)["audio"]["conv"], run(k2)["audio"]["conv"])
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -79,6 +93,7 @@ def test_ogm_ge_noise_scaled_by_gradient_std_on_every_modality():
     (dict(alpha=0.0), "`alpha` must be positive"),
     (dict(window=(5, 2)), "`window`"),
     (dict(ratio_offset=-1.0), "`ratio_offset`"),
+    (dict(tensors="bn"), "`tensors` must be one of"),
 ])
 def test_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
