@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmm.monitors.scores import true_class_probability
 from jaxmm.transforms import _common, _tree
 
 _NAME = "agm"
@@ -93,22 +94,18 @@ def shapley_responses(masked_logits: Mapping[Sequence[str], jax.Array],
 
 def agm_scores(responses: Mapping[str, jax.Array], labels: jax.Array,
                valid: jax.Array | None = None) -> dict[str, jax.Array]:
-    """Per-modality mono-modal scores ``s_m = mean_i −log max(softmax(o_m,i)[y_i], 1e-8)``.
+    """Per-modality mono-modal scores ``s_m = mean_i −log max(p(o_m,i)[y_i], 1e-8)``.
 
     Args:
-      responses: ``{modality: [B, K] response logits}``.
+      responses: ``{modality: [B, K] response logits}`` (softmax; sigmoid for ``K = 1``).
       labels: ``[B]`` integer class ids.
       valid: optional ``[B]`` 0/1 weights; the mean runs over the valid examples only.
 
     Returns:
       ``{modality: float32 scalar}``, gradient stopped.
     """
-    floor = math.log(1e-8)
-
     def score(o):
-        logp = jax.nn.log_softmax(jax.lax.stop_gradient(o).astype(jnp.float32), axis=-1)
-        true = jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
-        nll = -jnp.maximum(true, floor)
+        nll = -jnp.log(jnp.maximum(true_class_probability(o, labels), 1e-8))
         if valid is None:
             return jnp.mean(nll)
         w = valid.astype(jnp.float32)
