@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxmm.losses.reconboost import FORMS, ensemble_logits, ga_loss, reconcilement_loss, rectification_loss
-from jaxmm.methods._logits import categorical
+from jaxmm.methods._shared import categorical
 from jaxmm.methods.base import Method, ModelSpec
 from jaxmm.methods.registry import register
 from jaxmm.models.multimodal import ModelOutput
