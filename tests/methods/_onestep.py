@@ -1,0 +1,56 @@
+"""One real train step of a method on a tiny model, and per-term reference gradients."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxmm.data.types import Batch
+from jaxmm.methods import StepContext
+from jaxmm.models.multimodal import MLPModelConfig
+from jaxmm.train.state import TrainState, build_model, param_labels
+from jaxmm.train.step import build_train_step
+
+LINEAR_HEAD = MLPModelConfig(encoder_hidden=(4,), fusion_hidden=())
+
+
+def setup(method, dims=None, classes=3, batch_size=12, seed=0, cfg=LINEAR_HEAD, scale=None):
+    """(model, batch, ctx) with random inputs; modality ``m``'s inputs scaled by ``scale[m]``."""
+    dims = dims or {"a": 5, "b": 5}
+    model = build_model(method, dims, classes, cfg, nnx.Rngs(seed))
+    rng = np.random.default_rng(seed)
+    scale = scale or {}
+    inputs = {m: jnp.asarray(scale.get(m, 1.0) * rng.normal(size=(batch_size, d)), jnp.float32)
+              for m, d in dims.items()}
+    batch = Batch(inputs=inputs, label=jnp.asarray(rng.integers(0, classes, batch_size)),
+                  index=jnp.arange(batch_size), meta={"valid": jnp.ones(batch_size)})
+    hparams = {k: jnp.asarray(v, jnp.float32) for k, v in method.hparams.items()}
+    ctx = StepContext(jax.random.PRNGKey(1), hparams, jnp.asarray(0), method.init_state(model, batch))
+    return model, batch, ctx
+
+
+def term_gradients(method, model, batch, ctx):
+    """``{term: gradient of its batch mean}``, each by its own ``jax.grad`` (the plain reference)."""
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def term(p, name):
+        return jnp.mean(method.terms(nnx.merge(graphdef, p, rest, copy=True), batch, ctx)[0][name])
+
+    names = method.terms(model, batch, ctx)[0]
+    grad = jax.jit(jax.grad(term), static_argnums=1)
+    return {n: grad(params, n) for n in names}
+
+
+def step(method, model, batch, ctx, transform_state=None):
+    """One trainer step with plain SGD(lr=1): returns (gradient after the method's transform, metrics, new state).
+
+    ``transform_state`` replaces the transformation's initial state (e.g. a stored snapshot).
+    """
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx = method.transform(model.modalities, param_labels)
+    sgd = optax.sgd(1.0)
+    state = TrainState(params, rest, (transform_state or tx.init(params), sgd.init(params)), ctx.method_state,
+                       jax.random.PRNGKey(3), jnp.asarray(ctx.step, jnp.int32), jnp.asarray(ctx.epoch, jnp.int32))
+    fn = build_train_step(method, graphdef, sgd, tx, per_term=method.per_term_grads)
+    new, metrics = jax.jit(fn)(state, batch, ctx.hparams)
+    return jax.tree.map(lambda a, b: a - b, params, new.params), metrics, new

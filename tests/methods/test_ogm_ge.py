@@ -1,0 +1,96 @@
+"""OGM-GE method: fused-head slices, hand-computed modulation of the dominant encoder, fit, bad options."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _tiny import MODEL, OPT, tiny_splits, train_cfg
+
+from jaxmm.methods import get_method
+from jaxmm.methods._responses import fusion_slices
+from jaxmm.train.loop import fit
+
+from ._onestep import setup, step, term_gradients
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_fusion_slices_are_the_linear_head_slices():
+    model, batch, _ = setup(get_method("ogm_ge"), dims={"a": 3, "b": 4, "c": 2})
+    features = model.encode(batch.inputs)
+    slices = fusion_slices(model, features)
+    layer = model.fusion_head.layers[0]
+    w, b = np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])
+    for i, m in enumerate("abc"):  # every encoder outputs 4 features
+        np.testing.assert_allclose(slices[m], np.asarray(features[m]) @ w[4 * i:4 * i + 4] + b / 3, rtol=1e-5,
+                                   atol=1e-6)
+    np.testing.assert_allclose(sum(slices.values()), model.fuse(features), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("epoch, active", [(0, True), (51, False)])
+def test_dominant_encoder_update_is_scaled_by_the_hand_coefficient(epoch, active):
+    method = get_method("ogm_ge", generalization=False)
+    model, batch, ctx = setup(method, scale={"b": 3.0})
+    ctx = ctx._replace(hparams={"alpha": jnp.asarray(0.3)}, epoch=jnp.asarray(epoch))
+    # Scores by hand from the slices W_m x_m + b/2 of the linear concat head.
+    layer = model.fusion_head.layers[0]
+    w, b = np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])
+    y = np.asarray(batch.label)
+    s = {m: _softmax(np.asarray(model.encode_one(m, batch.inputs[m])) @ w[4 * i:4 * i + 4] + b / 2)[np.arange(12), y].sum()
+         for i, m in enumerate("ab")}
+    dom, other = ("a", "b") if s["a"] / s["b"] >= s["b"] / s["a"] else ("b", "a")
+    k = 1 - math.tanh(0.3 * s[dom] / s[other]) if active else 1.0
+
+    update, metrics, _ = step(method, model, batch, ctx)
+    ref = term_gradients(method, model, batch, ctx)["ce"]
+    for m in "ab":
+        np.testing.assert_allclose(metrics[f"score/{m}"], s[m], rtol=1e-5)
+    assert k < 0.9 or not active
+    enc, ref_enc = update["encoders"], ref["encoders"]
+    np.testing.assert_allclose(enc[dom]["layers"][0]["kernel"], k * ref_enc[dom]["layers"][0]["kernel"],
+                               rtol=1e-5, atol=1e-7)
+    for tree, ref_tree in ((enc[dom]["layers"][0]["bias"], ref_enc[dom]["layers"][0]["bias"]),
+                           (enc[other], ref_enc[other]), (update["fusion_head"], ref["fusion_head"])):
+        jax.tree.map(lambda u, g: np.testing.assert_allclose(u, g, rtol=1e-5, atol=1e-7), tree, ref_tree)
+
+
+def test_probe_heads_do_not_train_the_encoders():
+    method = get_method("ogm_ge", scores="heads")
+    model, batch, ctx = setup(method)
+    grads = term_gradients(method, model, batch, ctx)["uni_ce"]
+    assert all(not np.any(g) for g in jax.tree.leaves(grads["encoders"]))
+    assert all(np.any(g) for g in jax.tree.leaves(grads["unimodal_heads"]))
+    _, aux = method.terms(model, batch, ctx)
+    out = model(batch.inputs)
+    p = _softmax(np.asarray(out.unimodal_logits["a"]))[np.arange(12), np.asarray(batch.label)]
+    np.testing.assert_allclose(aux["score/a"], p.sum(), rtol=1e-5)
+
+
+def test_fit_trains_once_compiled_with_alpha_vmapped():
+    method = get_method("ogm_ge")
+    r = fit(method, [tiny_splits()], [0, 0], MODEL, OPT, train_cfg(epochs=3),
+            hparams=[{"alpha": 0.1}, {"alpha": 5.0}])
+    assert r.trainer.traces == 1
+    losses = np.array([h["train/loss"] for h in r.history])
+    assert (losses[-1] < losses[0]).all()
+    assert all(t["acc"] > 0.4 and "acc/a" in t for t in r.test)  # 3 classes: chance is 1/3
+    # Same seed, different alpha: the runs differ only through the modulation.
+    kernels = r.state.params["encoders"]["a"]["layers"][0]["kernel"]
+    assert not np.allclose(kernels[0], kernels[1])
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(scores="probe"), "`scores` must be one of"),
+    (dict(tensors="bn"), "`tensors` must be one of"),
+    (dict(window=(5, 2)), "`window`"),
+    (dict(window=3), "`window` must be"),
+    (dict(ratio_offset=-1.0), "`ratio_offset`"),
+    (dict(gamma=1.0), "no option"),
+])
+def test_bad_options(options, match):
+    with pytest.raises(ValueError, match=match):
+        get_method("ogm_ge", **options)
