@@ -108,29 +108,32 @@ def noisy_views(key: jax.Array, x: jax.Array, sigma: float = 0.03,
 
 
 def redundancy_score(features_1: jax.Array, features_2: jax.Array, view_1: jax.Array,
-                     view_2: jax.Array) -> jax.Array:
+                     view_2: jax.Array, valid: jax.Array | None = None) -> jax.Array:
     """``red = mean((φ(x¹) − φ(x²))²) / (mean((x¹ − x²)²) + 1e-12)``.
 
     Args:
       features_1, features_2: encoder feature maps (before pooling, eval mode)
         of the two views.
       view_1, view_2: the two noisy views.
+      valid: optional ``[B]`` weights of the examples (padding 0); ``None``: all.
 
     Returns:
       float32 scalar, gradient stopped.
     """
     def msd(a, b):
         a, b = jax.lax.stop_gradient(a), jax.lax.stop_gradient(b)
-        return jnp.mean(jnp.square(a.astype(jnp.float32) - b.astype(jnp.float32)))
+        per_example = jnp.square(a.astype(jnp.float32) - b.astype(jnp.float32)).reshape(a.shape[0], -1)
+        return jnp.average(jnp.mean(per_example, 1), weights=valid)
 
     return msd(features_1, features_2) / (msd(view_1, view_2) + _EPS)
 
 
-def co_information_similarity(features: Sequence[jax.Array]) -> jax.Array:
+def co_information_similarity(features: Sequence[jax.Array], valid: jax.Array | None = None) -> jax.Array:
     """Batch-mean cosine similarity of the pooled features, averaged over modality pairs.
 
     Args:
       features: per-modality ``[B, D]`` pooled features (same D), at least two.
+      valid: optional ``[B]`` weights of the examples (padding 0); ``None``: all.
 
     Returns:
       float32 scalar ``sim(t)``; for two modalities ``(1/B) Σ_i cos(z_a,i, z_v,i)``.
@@ -140,5 +143,5 @@ def co_information_similarity(features: Sequence[jax.Array]) -> jax.Array:
     unit = [x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), _EPS)
             for x in (jax.lax.stop_gradient(f).reshape(f.shape[0], -1).astype(jnp.float32)
                       for f in features)]
-    pairs = [jnp.mean(jnp.sum(a * b, -1)) for i, a in enumerate(unit) for b in unit[i + 1:]]
+    pairs = [jnp.average(jnp.sum(a * b, -1), weights=valid) for i, a in enumerate(unit) for b in unit[i + 1:]]
     return jnp.mean(jnp.stack(pairs))

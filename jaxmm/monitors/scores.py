@@ -41,6 +41,12 @@ def discrepancy_score(logits: jax.Array, labels: jax.Array, valid: jax.Array | N
     return jnp.sum(p if valid is None else p * valid.astype(p.dtype))
 
 
-def confidence(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """RedReg confidence ``p_m = (1/B) Σ_i softmax(logits_i)[y_i]`` (a batch mean)."""
-    return jnp.mean(true_class_probability(logits, labels))
+def confidence(logits: jax.Array, labels: jax.Array, valid: jax.Array | None = None) -> jax.Array:
+    """RedReg confidence ``p_m = (1/B) Σ_i softmax(logits_i)[y_i]`` (a batch mean).
+
+    Args:
+      logits: ``[B, K]`` logits.
+      labels: ``[B]`` integer class ids.
+      valid: optional ``[B]`` 0/1 weights; padded examples (0) are left out of the mean.
+    """
+    return jnp.average(true_class_probability(logits, labels), weights=valid)

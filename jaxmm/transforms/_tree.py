@@ -150,3 +150,12 @@ def refresh_on_new_epoch(
         pick(old, new) for old, new in zip(flatten(snapshot, snapshot), flatten(params, snapshot))
     ])
     return new_snapshot, epoch, is_new
+
+
+def put_like(new: Any, like: Any) -> Any:
+    """``new`` (host or device values) cast to ``like``'s dtypes and placed on its leaves' devices.
+
+    Epoch hooks that replace parts of a train state use it so that the jitted step
+    sees the same dtypes and shardings again (no recompilation).
+    """
+    return jax.tree.map(lambda n, o: jax.device_put(jnp.asarray(n, o.dtype), o.sharding), new, like)

@@ -58,9 +58,9 @@ class RedRegState(NamedTuple):
     beta: jax.Array
 
 
-def gate_threshold(epoch: Any, num_epochs: int, tau_min: Any = 0.2, tau_max: Any = 0.5) -> jax.Array:
-    """Epoch-linear gate threshold ``τ(e) = τ_min + (τ_max − τ_min) · e / max(1, E − 1)``."""
-    frac = jnp.asarray(epoch, jnp.float32) / max(1, num_epochs - 1)
+def gate_threshold(epoch: Any, num_epochs: Any, tau_min: Any = 0.2, tau_max: Any = 0.5) -> jax.Array:
+    """Epoch-linear gate threshold ``τ(e) = τ_min + (τ_max − τ_min) · e / max(1, E − 1)`` (``E`` traceable)."""
+    frac = jnp.asarray(epoch, jnp.float32) / jnp.maximum(1.0, jnp.asarray(num_epochs, jnp.float32) - 1.0)
     return tau_min + (tau_max - tau_min) * frac
 
 
@@ -86,7 +86,7 @@ def redreg(
     modalities: Sequence[str],
     *,
     labels: _tree.Labels,
-    num_epochs: int,
+    num_epochs: int | None = None,
     threshold: float = 0.15,
     kappa: float = 0.9,
     tau_min: float = 0.2,
@@ -100,7 +100,8 @@ def redreg(
       labels: labels spec (pytree of str or callable, as for
         :func:`optax.partition`); leaves labelled with a modality are its
         encoder, others (heads) are untouched.
-      num_epochs: total epochs ``E`` of the run (for the gate schedule).
+      num_epochs: total epochs ``E`` of the run (for the gate schedule);
+        ``None``: read from the ``num_epochs`` extra arg at every update.
       threshold: redundancy trigger ``R`` (0.15, paper and code).
       kappa: strength scale κ (0.9).
       tau_min: gate threshold at the first epoch (0.2).
@@ -111,14 +112,16 @@ def redreg(
       A transformation whose ``update`` needs ``params`` and the keyword
       extra args ``confidence`` (``{modality: p_m}``), ``redundancy``
       (``{modality: r_m}``, the monitor's indicator), ``similarity`` (scalar
-      ``sim``) and ``epoch`` (int). Other extra args are ignored.
+      ``sim``), ``epoch`` (int) and, when ``num_epochs`` is ``None``,
+      ``num_epochs`` (int, may be traced). Other extra args are ignored.
 
     Raises:
       ValueError: for fewer than two modalities, ``num_epochs < 1``, negative
         ``threshold`` / ``kappa`` or ``tau_min > tau_max``.
     """
     modalities = _common.check_modalities(_NAME, modalities)
-    _common.check(num_epochs >= 1, _NAME, f"`num_epochs` must be >= 1, got {num_epochs!r}.")
+    _common.check(num_epochs is None or num_epochs >= 1, _NAME,
+                  f"`num_epochs` must be >= 1 (or None), got {num_epochs!r}.")
     _common.check_positive(_NAME, "threshold", threshold, allow_zero=True)
     _common.check_positive(_NAME, "kappa", kappa, allow_zero=True)
     _common.check(tau_min <= tau_max, _NAME,
@@ -147,7 +150,9 @@ def redreg(
         epoch = _common.required(extra_args, "epoch", _NAME, "current epoch, an int")
         snapshot, epoch, _ = _tree.refresh_on_new_epoch(state.snapshot, state.epoch, params, epoch)
 
-        tau = gate_threshold(epoch, num_epochs, tau_min, tau_max)
+        total = num_epochs if num_epochs is not None else _common.required(
+            extra_args, "num_epochs", _NAME, "total epochs of the run, an int")
+        tau = gate_threshold(epoch, total, tau_min, tau_max)
         gate = (similarity >= tau) if gate_inclusive else (similarity > tau)
         beta = suppression_strength(confidence, indicator, threshold=threshold, kappa=kappa)
         beta = jnp.where(gate, beta, 0.0)

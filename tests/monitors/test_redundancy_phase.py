@@ -59,3 +59,14 @@ def test_co_information_similarity():
     t = jnp.array([[2.0, 0.0], [0.0, 1.0]])
     expected = np.mean([(np.sqrt(0.5) - 1.0) / 2, 1.0, (np.sqrt(0.5) - 1.0) / 2])
     np.testing.assert_allclose(co_information_similarity([a, v, t]), expected, rtol=1e-6)
+
+
+def test_padded_examples_are_left_out():
+    valid = jnp.array([1.0, 1.0, 0.0])
+    f1, f2 = jnp.zeros((3, 2)), jnp.array([[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]])
+    x1, x2 = jnp.zeros((3, 1)), jnp.ones((3, 1))
+    np.testing.assert_allclose(redundancy_score(f1, f2, x1, x2, valid), 5.0, rtol=1e-6)  # (1 + 9) / 2
+    a = jnp.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    v = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    np.testing.assert_allclose(co_information_similarity([a, v], valid), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(co_information_similarity([a, v]), 0.0, atol=1e-7)

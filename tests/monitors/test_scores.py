@@ -14,3 +14,9 @@ def test_scores_by_hand():
     np.testing.assert_allclose(confidence(logits, labels), np.mean(p), rtol=1e-6)
     # Padded examples (valid = 0) are left out of the sum.
     np.testing.assert_allclose(discrepancy_score(logits, labels, jnp.array([1.0, 0.0, 1.0])), 0.7, rtol=1e-6)
+
+
+def test_confidence_leaves_out_padding():
+    logits = jnp.array([[0.0, 0.0], [np.log(3.0), 0.0], [0.0, 9.0]])
+    labels = jnp.array([1, 0, 0])
+    np.testing.assert_allclose(confidence(logits, labels, jnp.array([1.0, 1.0, 0.0])), 0.625, rtol=1e-6)

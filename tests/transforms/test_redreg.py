@@ -114,3 +114,15 @@ def test_contract():
     check_contract(redreg, dict(modalities=AV, labels=group_labels, num_epochs=10),
                    lambda i: {**FIRE, "confidence": {"audio": 0.6 + 0.1 * i, "visual": 0.4},
                               "epoch": i}, inject="kappa")
+
+
+def test_num_epochs_from_extra_arg():
+    """``num_epochs=None``: E is read from the extra args at every update."""
+    g, p0 = _tree(2), _tree(0)
+    tx = redreg(AV, labels=group_labels, num_epochs=None)
+    state = tx.init(p0)
+    for total, fired in ((3, False), (5, True)):  # τ(1) = 0.35 for E = 3, 0.275 for E = 5
+        _, s = tx.update(g, state, p0, **{**FIRE, "similarity": 0.3}, epoch=1, num_epochs=total)
+        assert (float(s.beta[0]) > 0) == fired
+    with pytest.raises(ValueError, match="`num_epochs="):
+        tx.update(g, state, p0, **FIRE, epoch=0)
