@@ -29,6 +29,24 @@ def setup(method, dims=None, classes=3, batch_size=12, seed=0, cfg=LINEAR_HEAD, 
     return model, batch, ctx
 
 
+def slices_by_hand(model, batch):
+    """``{modality: W_m f_m + b/M}`` of a one-Linear concat head (numpy), ``f_m`` the encoder features."""
+    layer = model.fusion_head.layers[0]
+    w, b = np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])
+    out, start = {}, 0
+    for m in model.modalities:
+        f = np.asarray(model.encode_one(m, batch.inputs[m]))
+        out[m] = f @ w[start:start + f.shape[1]] + b / len(model.modalities)
+        start += f.shape[1]
+    return out
+
+
+def true_class_prob(logits, labels):
+    """Softmax probability of the true class (numpy)."""
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return (e / e.sum(-1, keepdims=True))[np.arange(len(labels)), np.asarray(labels)]
+
+
 def term_gradients(method, model, batch, ctx):
     """``{term: gradient of its batch mean}``, each by its own ``jax.grad`` (the plain reference)."""
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)

@@ -11,23 +11,15 @@ from jaxmm.methods import get_method
 from jaxmm.methods._responses import fusion_slices
 from jaxmm.train.loop import fit
 
-from ._onestep import setup, step, term_gradients
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
+from ._onestep import setup, slices_by_hand, step, term_gradients, true_class_prob
 
 
 def test_fusion_slices_are_the_linear_head_slices():
     model, batch, _ = setup(get_method("ogm_ge"), dims={"a": 3, "b": 4, "c": 2})
     features = model.encode(batch.inputs)
     slices = fusion_slices(model, features)
-    layer = model.fusion_head.layers[0]
-    w, b = np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])
-    for i, m in enumerate("abc"):  # every encoder outputs 4 features
-        np.testing.assert_allclose(slices[m], np.asarray(features[m]) @ w[4 * i:4 * i + 4] + b / 3, rtol=1e-5,
-                                   atol=1e-6)
+    for m, expected in slices_by_hand(model, batch).items():
+        np.testing.assert_allclose(slices[m], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sum(slices.values()), model.fuse(features), rtol=1e-5, atol=1e-6)
 
 
@@ -37,11 +29,7 @@ def test_dominant_encoder_update_is_scaled_by_the_hand_coefficient(epoch, active
     model, batch, ctx = setup(method, scale={"b": 3.0})
     ctx = ctx._replace(hparams={"alpha": jnp.asarray(0.3)}, epoch=jnp.asarray(epoch))
     # Scores by hand from the slices W_m x_m + b/2 of the linear concat head.
-    layer = model.fusion_head.layers[0]
-    w, b = np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])
-    y = np.asarray(batch.label)
-    s = {m: _softmax(np.asarray(model.encode_one(m, batch.inputs[m])) @ w[4 * i:4 * i + 4] + b / 2)[np.arange(12), y].sum()
-         for i, m in enumerate("ab")}
+    s = {m: true_class_prob(v, batch.label).sum() for m, v in slices_by_hand(model, batch).items()}
     dom, other = ("a", "b") if s["a"] / s["b"] >= s["b"] / s["a"] else ("b", "a")
     k = 1 - math.tanh(0.3 * s[dom] / s[other]) if active else 1.0
 
@@ -66,7 +54,7 @@ def test_probe_heads_do_not_train_the_encoders():
     assert all(np.any(g) for g in jax.tree.leaves(grads["unimodal_heads"]))
     _, aux = method.terms(model, batch, ctx)
     out = model(batch.inputs)
-    p = _softmax(np.asarray(out.unimodal_logits["a"]))[np.arange(12), np.asarray(batch.label)]
+    p = true_class_prob(np.asarray(out.unimodal_logits["a"]), batch.label)
     np.testing.assert_allclose(aux["score/a"], p.sum(), rtol=1e-5)
 
 
