@@ -68,8 +68,17 @@ def update_projector(projector: jax.Array, features: jax.Array, alpha: Any, *,
     return new / jnp.linalg.norm(new)
 
 
+def _head_width(params: Any, labels: _tree.Labels, head_label: str) -> int:
+    widths = {leaf.shape[0] for leaf, lab in zip(_tree.flatten(params, params), _tree.leaf_labels(labels, params))
+              if lab == head_label and leaf.ndim == 2}
+    if len(widths) != 1:
+        raise ValueError(f"{_NAME}: cannot infer `feature_dim`: the 2-D leaves labelled {head_label!r} have "
+                         f"input widths {sorted(widths)}; pass `feature_dim=` explicitly.")
+    return widths.pop()
+
+
 def mla(
-    feature_dim: int,
+    feature_dim: int | None = None,
     *,
     labels: _tree.Labels,
     head_label: str = "head",
@@ -80,7 +89,8 @@ def mla(
     """MLA gradient modification of the shared head, one call per unimodal step.
 
     Args:
-      feature_dim: feature width ``d`` entering the shared head.
+      feature_dim: feature width ``d`` entering the shared head; ``None``: the
+        input width of the 2-D leaves labelled ``head_label`` found by ``init``.
       labels: labels spec (pytree of str or callable, as for :func:`optax.partition`).
       head_label: label of the shared head; its ``[d, C]`` kernels are modified,
         other leaves (biases, encoders) are untouched.
@@ -95,19 +105,22 @@ def mla(
 
     Raises:
       ValueError: for ``feature_dim < 1``, an unknown option or ``base`` not in
-        (0, 1); at update, if no ``[d, C]`` leaf carries ``head_label``.
+        (0, 1); at init, if ``feature_dim`` is ``None`` and the head's 2-D leaves
+        do not share one input width; at update, if no ``[d, C]`` leaf carries
+        ``head_label``.
     """
-    _common.check(feature_dim >= 1, _NAME, f"`feature_dim` must be >= 1, got {feature_dim!r}.")
+    _common.check(feature_dim is None or feature_dim >= 1, _NAME, f"`feature_dim` must be >= 1, got {feature_dim!r}.")
     _common.check_choice(_NAME, "projection", projection, ("replace", "add", "none"))
     _common.check_choice(_NAME, "denominator", denominator, ("scalar", "outer"))
     _common.check((base > 0) & (base < 1), _NAME, f"`base` must be in (0, 1), got {base!r}.")
 
     def init_fn(params):
-        del params
-        return MLAState(jnp.eye(feature_dim, dtype=jnp.float32), jnp.zeros((), jnp.int32))
+        dim = feature_dim if feature_dim is not None else _head_width(params, labels, head_label)
+        return MLAState(jnp.eye(dim, dtype=jnp.float32), jnp.zeros((), jnp.int32))
 
     def update_fn(updates, state, params=None, **extra_args):
         del params
+        dim = state.projector.shape[0]
         if projection == "none":
             return updates, MLAState(state.projector, state.count + 1)
         features = _common.required(extra_args, "features", _NAME, "[B, d] head inputs")
@@ -116,9 +129,9 @@ def mla(
             jnp.float32)
         flat, flat_labels = _tree.flatten(updates, updates), _tree.leaf_labels(labels, updates)
         kernels = [i for i, (g, lab) in enumerate(zip(flat, flat_labels))
-                   if lab == head_label and g.ndim == 2 and g.shape[0] == feature_dim]
+                   if lab == head_label and g.ndim == 2 and g.shape[0] == dim]
         if not kernels:
-            raise ValueError(f"{_NAME}: no [{feature_dim}, C] leaf is labelled {head_label!r}; "
+            raise ValueError(f"{_NAME}: no [{dim}, C] leaf is labelled {head_label!r}; "
                              f"check `head_label` and `feature_dim`.")
         active = state.count > 0
         alpha = base ** (1.0 + fraction)

@@ -76,3 +76,11 @@ def test_contract():
     check_contract(mla, dict(feature_dim=8, labels=group_labels),
                    lambda i: {"features": jnp.ones((4, 8)) * (i + 1), "epoch_fraction": 0.1 * i},
                    inject="base")
+
+
+def test_feature_dim_inferred_from_the_head():
+    g = _tree()
+    assert mla(labels=group_labels).init(g).projector.shape == (4, 4)
+    g["head"]["hidden"] = jnp.ones((3, 4))  # two input widths: ambiguous
+    with pytest.raises(ValueError, match="cannot infer `feature_dim`.*\\[3, 4\\]"):
+        mla(labels=group_labels).init(g)

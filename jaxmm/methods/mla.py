@@ -1,0 +1,177 @@
+"""MLA: alternating unimodal adaptation through a shared head (baselines.md §11, Zhang et al., CVPR 2024).
+
+Training alternates modalities step by step: step ``t`` trains modality
+``modalities[t mod M]`` alone on ``CE(H(z_m), y)``, ``H`` one head shared by
+every modality; only that encoder (and ``H``) moves on the step
+(``update_mask``: the other encoders keep their exact values, no momentum or
+weight-decay drift). Before every step but the first, the OWM projector of
+:func:`jaxmm.transforms.mla.mla` is updated with the step's mean feature and
+the gradient of ``H``'s kernel is projected; the forgetting factor reads the
+fraction of the epoch done, ``(t − t_epoch) / steps_per_epoch`` (the epoch
+hook records both; 0 throughout the first epoch, whose length is not yet known).
+Inference fuses the unimodal predictions ``H(z_m)`` with test-time
+uncertainty weights (:func:`fuse_predictions`).
+
+Differences to the official code (MLA ``main.py`` and BalanceBenchmark):
+
+* The code takes one optimiser step per modality on the *same* batch (two steps
+  per batch); here consecutive steps read consecutive batches, so a modality
+  sees every ``M``-th batch of an epoch (train ``M`` times the epochs for the
+  code's number of updates). Inactive encoders keep their optimiser state.
+* ``projection``: ``replace`` (paper's intent, default), ``none`` (official
+  code: the guard never matches, so no projection), ``add`` (BalanceBenchmark).
+* ``fusion``: ``entropy`` (per example, the paper's figure; default),
+  ``entropy_batch`` (official code: one weight per modality per evaluation
+  chunk, softmax over the batch axis) or ``fixed`` (``fixed_weights``; the code's
+  non-dynamic default is 0.55 / 0.45).
+* The shared head is the first (sorted) modality's unimodal head, applied to
+  every modality's feature (the model API builds heads at the encoder width;
+  the other unimodal heads are unused and stay frozen).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmm.losses import classification_loss
+from jaxmm.methods.base import Method, ModelSpec
+from jaxmm.methods.registry import register
+from jaxmm.models.multimodal import ModelOutput
+from jaxmm.transforms._tree import put_like
+from jaxmm.transforms.mla import mla as mla_transform
+
+FUSIONS = ("entropy", "entropy_batch", "fixed")
+
+
+def _probabilities(logits):
+    """Class probabilities ``[..., K]`` (a single logit is a binary sigmoid head: ``K = 2``)."""
+    if logits.shape[-1] == 1:
+        logits = jnp.concatenate([jnp.zeros_like(logits), logits], axis=-1)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+def _entropy(p, axis):
+    return -jnp.sum(p * jnp.log(jnp.clip(p, 1e-12)), axis=axis)
+
+
+def fuse_predictions(logits: dict, fusion: str = "entropy", fixed_weights=()) -> jax.Array:
+    """MLA test-time fusion ``ŷ = Σ_m λ_m y_m`` of the unimodal logits.
+
+    Args:
+      logits: modality -> ``[B, K]`` logits ``y_m = H(z_m)``.
+      fusion: ``entropy``: ``λ_m = softmax_m(−e_m)`` with ``e_m`` the entropy of
+        example ``i``'s prediction, equal to the paper's
+        ``exp(max_k e_k − e_m) / Σ_j exp(max_k e_k − e_j)``; ``entropy_batch``: the
+        code's variant, ``e_m`` the entropy of ``softmax`` taken over the *batch*
+        axis, summed over the batch (one weight per modality); ``fixed``:
+        ``λ = fixed_weights``.
+      fixed_weights: one weight per modality (in ``logits`` order) for ``fixed``.
+
+    Returns:
+      ``[B, K]`` fused logits.
+    """
+    ys = jnp.stack(list(logits.values()))  # [M, B, K]
+    if fusion == "fixed":
+        lam = jnp.asarray(fixed_weights, ys.dtype)[:, None, None]
+    elif fusion == "entropy":
+        lam = jax.nn.softmax(-_entropy(_probabilities(ys), -1), axis=0)[..., None]
+    else:
+        lam = jax.nn.softmax(-_entropy(jax.nn.softmax(ys, axis=1), (1, 2)), axis=0)[:, None, None]
+    return jnp.sum(lam * ys, axis=0)
+
+
+def _shared(modalities) -> str:
+    return min(modalities)
+
+
+def _path_keys(path):
+    return [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+
+
+@register("mla")
+def mla(projection: str = "replace", denominator: str = "scalar", base: float = 0.1, fusion: str = "entropy",
+        fixed_weights: tuple = ()) -> Method:
+    """MLA: alternating unimodal steps through a shared head, OWM projection, entropy-weighted fusion.
+
+    Args:
+      projection: ``replace`` (paper), ``none`` (official code) or ``add``
+        (BalanceBenchmark), see :func:`jaxmm.transforms.mla.mla`.
+      denominator: ``scalar`` (OWM ``α + r k``) or ``outer`` (both codes' ``α + k r``).
+      base: base of the forgetting factor ``α_t = base^{1 + t/T}`` (0.1).
+      fusion: test-time fusion, ``entropy``, ``entropy_batch`` or ``fixed`` (see :func:`fuse_predictions`).
+      fixed_weights: per-modality weights of ``fixed`` (model order), e.g. ``(0.55, 0.45)``.
+
+    Raises:
+      ValueError: an unknown option value, or ``fixed`` without one weight per modality.
+    """
+    if fusion not in FUSIONS:
+        raise ValueError(f"mla: unknown fusion {fusion!r}; choose one of {FUSIONS}")
+    if fusion == "fixed" and not fixed_weights:
+        raise ValueError("mla: fusion='fixed' needs fixed_weights, one per modality, e.g. (0.55, 0.45)")
+    mla_transform(labels=None, projection=projection, denominator=denominator, base=base)  # validates now
+
+    def active_of(step, modalities):
+        return jnp.arange(len(modalities)) == jnp.mod(step, len(modalities))
+
+    def terms(model, batch, ctx):
+        mods = model.modalities
+        if fixed_weights and len(fixed_weights) != len(mods):
+            raise ValueError(f"mla: fixed_weights {fixed_weights} needs one weight per modality {mods}")
+        active = active_of(ctx.step, mods)
+        features = model.encode(batch.inputs)
+        ce = sum(jnp.where(active[i], classification_loss(model.unimodal(_shared(mods), features[m]), batch.label), 0.0)
+                 for i, m in enumerate(mods))
+        feature = sum(jnp.where(active[i], features[m], 0.0) for i, m in enumerate(mods))
+        ms = ctx.method_state
+        fraction = jnp.where(ms["steps_per_epoch"] > 0,
+                             (ctx.step - ms["epoch_start"]) / jnp.maximum(ms["steps_per_epoch"], 1), 0.0)
+        aux = {"features": jnp.average(feature, axis=0, weights=batch.meta["valid"])[None, :],
+               "epoch_fraction": jnp.clip(fraction, 0.0, 1.0),
+               **{f"active/{m}": active[i].astype(jnp.float32) for i, m in enumerate(mods)}}
+        return {"ce": ce}, aux
+
+    def extra_args(ctx, aux):
+        mods = [k.split("/", 1)[1] for k in aux if k.startswith("active/")]
+        return {"features": aux["features"], "epoch_fraction": aux["epoch_fraction"],
+                "active": {m: aux[f"active/{m}"] > 0 for m in mods}}
+
+    def update_mask(params, extra):
+        active, shared = extra["active"], _shared(extra["active"])
+
+        def keep(path, _):
+            keys = _path_keys(path)
+            if keys[0] == "encoders":
+                return active[keys[1]]
+            return keys[0] != "unimodal_heads" or keys[1] == shared
+
+        return jax.tree_util.tree_map_with_path(keep, params)
+
+    def forward(model, inputs):
+        features = model.encode(inputs)
+        shared = _shared(model.modalities)
+        uni = {m: model.unimodal(shared, features[m]) for m in model.modalities}
+        return ModelOutput(fuse_predictions(uni, fusion, fixed_weights), uni, features)
+
+    def epoch_end(state, stats, context):
+        ms = state.method_state
+        steps = int(np.asarray(state.step).reshape(-1)[0])
+        runs = ms["epoch_start"].shape
+        new = {"epoch_start": np.full(runs, steps), "steps_per_epoch": np.full(runs, steps // (context.epoch + 1))}
+        return state._replace(method_state=put_like(new, ms))
+
+    return Method(
+        name="mla", summary=mla.__doc__.splitlines()[0], terms=terms,
+        term_weights=lambda ctx: {"ce": 1.0},
+        model=ModelSpec(fuse=False, unimodal_heads=True),
+        forward=forward,
+        init_state=lambda model, batch: {"epoch_start": jnp.zeros((), jnp.int32),
+                                         "steps_per_epoch": jnp.zeros((), jnp.int32)},
+        transform=lambda modalities, labels: mla_transform(labels=labels, head_label="head", projection=projection,
+                                                           denominator=denominator, base=base),
+        extra_args=extra_args,
+        update_mask=update_mask,
+        epoch_end=epoch_end,
+        options={"projection": projection, "denominator": denominator, "base": base, "fusion": fusion,
+                 "fixed_weights": tuple(fixed_weights)},
+    )
