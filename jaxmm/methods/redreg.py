@@ -21,7 +21,9 @@ Paper vs official code (xia-zhe/RedReg ``main_RedReg.py``); paper defaults:
 * ``clip_views=()`` (code: the visual views are clamped to [0, 1]).
 
 Through the model API the redundancy score reads the encoder *output* (the
-pooled feature of a ResNet encoder; the code reads the map before pooling).
+pooled feature of a ResNet encoder; the code reads the map before pooling);
+integer inputs (``uint8`` frames) get rounded noisy views in their own dtype
+(:func:`noisy_input_views`).
 """
 from __future__ import annotations
 
@@ -51,7 +53,9 @@ def drop_modalities(key, inputs, modalities, p):
 
     With ``u ~ U(0, 1)``, modality ``i`` (in ``modalities`` order) is zeroed when
     ``i·p/M ≤ u < (i+1)·p/M``: for two modalities, the first if ``u < p/2``, the
-    second if ``p/2 ≤ u < p``, as in the code (audio first).
+    second if ``p/2 ≤ u < p``, as in the code (audio first). The input is zeroed as
+    stored: integer frames become black frames, where the code zeroes the
+    normalised tensor.
     """
     u = jax.random.uniform(key)
     slot = jnp.floor(u / (p / len(modalities)))
@@ -69,13 +73,28 @@ def _eval_encoding(model, modality):
     return _masking.pure(model, encode)
 
 
-def redundancy_scores(model, inputs, key, valid, *, sigma: float, clip_views=()):
+def noisy_input_views(key, x, sigma: float, clip: bool, integer_scale: float):
+    """Two noisy views of one modality's input batch.
+
+    Floating-point inputs: ``x + σ ε_k`` (clamped to [0, 1] if ``clip``, the code's
+    visual quirk). Integer inputs (``uint8`` frames that the encoder normalises
+    itself): ``round(x + σ · integer_scale · ε_k)`` kept in the dtype's range and
+    dtype, so the encoder reads them as usual; ``integer_scale`` 57.6 = 255 × the
+    mean ImageNet std puts σ in normalised units. The monitor only reads ratios of
+    redundancy scores, so the input units do not matter.
+    """
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        info = jnp.iinfo(x.dtype)
+        views = noisy_views(key, x.astype(jnp.float32), sigma * integer_scale)
+        return tuple(jnp.clip(jnp.round(v), info.min, info.max).astype(x.dtype) for v in views)
+    return noisy_views(key, x, sigma, (0.0, 1.0) if clip else None)
+
+
+def redundancy_scores(model, inputs, key, valid, *, sigma: float, clip_views=(), integer_scale: float = 57.6):
     """``[M]`` raw redundancy scores ``red_m`` of two noisy views of each modality's input.
 
     Raises:
-      ValueError: an input is not floating point (integer frames are normalised
-        inside the encoder, where the views cannot reach), or ``clip_views`` names a
-        modality the model lacks.
+      ValueError: ``clip_views`` names a modality the model lacks.
     """
     unknown = set(clip_views) - set(model.modalities)
     if unknown:
@@ -83,11 +102,7 @@ def redundancy_scores(model, inputs, key, valid, *, sigma: float, clip_views=())
                          f"it has {model.modalities}")
     scores = []
     for m, k in zip(model.modalities, jax.random.split(key, len(model.modalities))):
-        x = inputs[m]
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            raise ValueError(f"redreg: the noisy views of modality {m!r} need floating-point inputs, got {x.dtype}; "
-                             f"have the reader deliver normalised float inputs")
-        v1, v2 = noisy_views(k, x, sigma, (0.0, 1.0) if m in clip_views else None)
+        v1, v2 = noisy_input_views(k, inputs[m], sigma, m in clip_views, integer_scale)
         encode = _eval_encoding(model, m)
         scores.append(redundancy_score(encode(v1), encode(v2), v1, v2, valid))
     return jnp.stack(scores)
@@ -97,7 +112,7 @@ def redundancy_scores(model, inputs, key, valid, *, sigma: float, clip_views=())
 def redreg(num_epochs: int = 0, window: int = 10, gamma: float = 0.5, momentum: float = 0.9,
            threshold: float = 0.15, kappa: float = 0.9, tau_min: float = 0.2, tau_max: float = 0.5,
            gate_inclusive: bool = True, sigma: float = 0.03, clip_views: tuple = (),
-           modal_drop: bool = False) -> Method:
+           integer_scale: float = 57.6, modal_drop: bool = False) -> Method:
     """RedReg: orthogonal-complement suppression of the dominant encoder in its redundant phase.
 
     Args:
@@ -112,7 +127,9 @@ def redreg(num_epochs: int = 0, window: int = 10, gamma: float = 0.5, momentum: 
       tau_min, tau_max: gate threshold at the first and last epoch (0.2, 0.5).
       gate_inclusive: ``sim ≥ τ`` (paper) or ``sim > τ`` (code, False).
       sigma: noise std of the two views (0.03).
-      clip_views: modalities whose noisy views are clamped to [0, 1] (code: the visual one).
+      clip_views: modalities whose (floating-point) noisy views are clamped to [0, 1]
+        (code: the visual one).
+      integer_scale: noise scale of integer inputs, see :func:`noisy_input_views`.
       modal_drop: the code's annealed modality dropout (see :func:`drop_modalities`).
 
     Hyper-parameters (vmappable): ``lam_uni`` (weight of the unimodal CE terms, 1).
@@ -123,9 +140,9 @@ def redreg(num_epochs: int = 0, window: int = 10, gamma: float = 0.5, momentum: 
     if window < 1 or num_epochs < 0:
         raise ValueError(f"redreg: window must be >= 1 and num_epochs >= 0 (0: the run's epochs); "
                          f"got window={window}, num_epochs={num_epochs}")
-    if not (0.0 <= momentum < 1.0 and sigma > 0.0 and gamma >= 0.0):
-        raise ValueError(f"redreg: need 0 <= momentum < 1, sigma > 0 and gamma >= 0; "
-                         f"got momentum={momentum}, sigma={sigma}, gamma={gamma}")
+    if not (0.0 <= momentum < 1.0 and sigma > 0.0 and gamma >= 0.0 and integer_scale > 0.0):
+        raise ValueError(f"redreg: need 0 <= momentum < 1, sigma > 0, gamma >= 0 and integer_scale > 0; got "
+                         f"momentum={momentum}, sigma={sigma}, gamma={gamma}, integer_scale={integer_scale}")
     if isinstance(clip_views, str) or not all(isinstance(m, str) for m in clip_views):
         raise ValueError(f"redreg: clip_views must be a tuple of modality names, e.g. ('visual',); got {clip_views!r}")
     gate = dict(num_epochs=num_epochs or None, threshold=threshold, kappa=kappa, tau_min=tau_min, tau_max=tau_max,
@@ -143,7 +160,8 @@ def redreg(num_epochs: int = 0, window: int = 10, gamma: float = 0.5, momentum: 
             inputs = drop_modalities(drop_key, inputs, mods, drop_probability(ctx.epoch, total_epochs(ctx)))
         out = model(inputs)
         conf = jnp.stack([confidence(out.unimodal_logits[m], batch.label, valid) for m in mods])
-        red = redundancy_scores(model, batch.inputs, view_key, valid, sigma=sigma, clip_views=clip_views)
+        red = redundancy_scores(model, batch.inputs, view_key, valid, sigma=sigma, clip_views=clip_views,
+                                integer_scale=integer_scale)
         monitor = update_redundancy_phase(ctx.method_state["monitor"], confidence=conf, redundancy=red,
                                           epoch=ctx.epoch, gamma=gamma, momentum=momentum)
         aux = {"method_state": {**ctx.method_state, "monitor": monitor},
@@ -178,5 +196,6 @@ def redreg(num_epochs: int = 0, window: int = 10, gamma: float = 0.5, momentum: 
         extra_args=extra_args,
         epoch_end=None if num_epochs else epoch_end,
         options={**gate, "num_epochs": num_epochs, "window": window, "gamma": gamma, "momentum": momentum,
-                 "sigma": sigma, "clip_views": tuple(clip_views), "modal_drop": modal_drop},
+                 "sigma": sigma, "clip_views": tuple(clip_views), "integer_scale": integer_scale,
+                 "modal_drop": modal_drop},
     )

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from jaxmm.methods import StepContext, get_method
-from jaxmm.methods.redreg import drop_modalities, drop_probability
+from jaxmm.methods.redreg import drop_modalities, drop_probability, noisy_input_views
 from jaxmm.monitors.redundancy_phase import co_information_similarity
 from jaxmm.train.batching import batches, stack_runs
 from jaxmm.train.config import OptimizerConfig
@@ -135,13 +135,20 @@ def test_bad_options(options, match):
         get_method("redreg", **options)
 
 
-def test_bad_inputs_at_trace_time():
+def test_unknown_clip_modality_is_named():
     model, batch, ctx = _setup(get_method("redreg"), np.ones(16))
     with pytest.raises(ValueError, match="clip_views names modalities \\['visual'\\]"):
         get_method("redreg", clip_views=("visual",)).terms(model, batch, ctx)
-    ints = batch._replace(inputs={m: x.astype(jnp.int32) for m, x in batch.inputs.items()})
-    with pytest.raises(ValueError, match="need floating-point inputs"):
-        get_method("redreg").terms(model, ints, ctx)
+
+
+def test_integer_inputs_get_rounded_views_in_their_dtype():
+    x = jnp.full((64, 50), 100, jnp.uint8).at[0].set(255)
+    v1, v2 = noisy_input_views(jax.random.PRNGKey(0), x, 0.03, False, 57.6)
+    assert v1.dtype == jnp.uint8 and int(v1.max()) == 255  # clipped to the dtype's range
+    diff = np.asarray(v1[1:], np.float32) - np.asarray(v2[1:], np.float32)
+    np.testing.assert_allclose(diff.std(), np.sqrt(2 * (0.03 * 57.6) ** 2 + 2 / 12), rtol=0.05)  # + rounding
+    f1, f2 = noisy_input_views(jax.random.PRNGKey(0), jnp.full((4, 3), 0.99), 0.5, True, 57.6)
+    assert float(jnp.max(f1)) <= 1.0 and float(jnp.min(f2)) >= 0.0
 
 
 def test_fit_trains_with_the_code_options():
