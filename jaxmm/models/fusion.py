@@ -32,8 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-# Xavier (Glorot) normal as torch.nn.init.xavier_normal_: untruncated, std = sqrt(2 / (fan_in + fan_out)).
-linear_kernel_init = nnx.initializers.variance_scaling(1.0, "fan_avg", "normal")
+from jaxmm.models.mlp import linear
 
 Widths = tuple[tuple[str, int], ...]
 """``(modality name, feature width)`` pairs in modality order: each module's ``in_features``."""
@@ -41,7 +40,7 @@ Widths = tuple[tuple[str, int], ...]
 
 def _linear(in_features: int, out_features: int, rngs: nnx.Rngs) -> nnx.Linear:
     """A Linear layer with Xavier-normal weights and zero bias."""
-    return nnx.Linear(in_features, out_features, kernel_init=linear_kernel_init, rngs=rngs)
+    return linear(in_features, out_features, init="xavier", rngs=rngs)
 
 
 def _check_in_features(in_features: Mapping[str, int], fusion: str) -> Widths:

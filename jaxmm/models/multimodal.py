@@ -1,13 +1,23 @@
-"""The generic multimodal classifier every method trains: encoders → fusion → heads."""
+"""The generic multimodal classifier every method trains: encoders → fusion → heads.
+
+One class serves every protocol: a small MLP per modality for the synthetic
+benchmarks, two ResNet-18s (audio spectrogram, visual frames) for the GeWu-Lab
+audio-visual protocol, or any mix, with concatenation, sum, FiLM or gated fusion
+(:mod:`jaxmm.models.fusion`) under an MLP head. :class:`ModelConfig` names an
+encoder kind per modality (:mod:`jaxmm.models.encoders`).
+"""
 from __future__ import annotations
 
 import dataclasses
 from typing import Mapping, NamedTuple, Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
-from jaxmm.models.mlp import MLP
+from jaxmm.models.encoders import DTYPES, ENCODER_KINDS, compute_dtype, make_encoder
+from jaxmm.models.fusion import FUSIONS, make_fusion
+from jaxmm.models.mlp import INITS, MLP
 
 
 class ModelOutput(NamedTuple):
@@ -26,69 +36,131 @@ class ModelOutput(NamedTuple):
 
 
 @dataclasses.dataclass
-class MLPModelConfig:
-    """Sizes of the MLP multimodal classifier.
+class ModelConfig:
+    """The multimodal classifier: encoder kinds, fusion and head sizes, precision.
+
+    The defaults are the small MLP model of the synthetic protocols;
+    :func:`jaxmm.train.protocols.protocol` gives the audio-visual ones.
 
     Attributes:
-      encoder_hidden: hidden widths of each modality encoder (its output width is the last).
-      fusion_hidden: hidden widths of the fused head on the concatenated features.
+      encoders: modality -> encoder kind (``mlp``, ``audio``, ``visual``, see
+        :mod:`jaxmm.models.encoders`); modalities not named get ``mlp``.
+      layouts: modality -> input layout of a ResNet encoder (default ``auto``:
+        inferred from the example shape, see :func:`~jaxmm.models.resnet.visual_layout`).
+      encoder_hidden: hidden widths of each ``mlp`` encoder (its output width is the last).
+      fusion: ``concat``, ``sum``, ``film`` or ``gated`` (:mod:`jaxmm.models.fusion`).
+        ``sum`` adds one Linear per modality straight to the logits (OGM-GE's
+        ``sum``, so ``fusion_hidden`` must be empty); the others feed an MLP head.
+      fusion_width: width of the fused vector (``gated`` projections); ``None``: natural width.
+      fusion_condition: modality that conditions ``film``/``gated`` (``None``: the first).
+      fusion_hidden: hidden widths of the fused head on the fused vector (empty: one Linear).
       unimodal_hidden: hidden widths of each unimodal head (empty: one Linear).
-      dropout: dropout rate used everywhere.
+      dropout: dropout rate of the MLP encoders and heads.
       detach_unimodal: unimodal heads read stop-gradient features, so their loss
         does not train the encoders (PID-XOR protocol).
-      init: ``torch`` (PyTorch ``nn.Linear`` default, as the official code) or ``lecun``.
+      init: Linear initialisation of MLP encoders and heads: ``torch`` (PyTorch
+        ``nn.Linear`` default), ``xavier`` (Xavier-normal, zero bias: the official
+        audio-visual ``weight_init``) or ``lecun``.
+      dtype: compute dtype of the encoders, ``float32`` or ``bfloat16`` (mixed
+        precision: parameters, features, fusion, heads and loss stay float32).
+      bn_scale_std: BatchNorm scale init std of ResNet encoders (0: official
+        ``weight_init``; 0.02: the MMPareto / D&R backbone init).
     """
 
+    encoders: dict = dataclasses.field(default_factory=dict)
+    layouts: dict = dataclasses.field(default_factory=dict)
     encoder_hidden: Sequence[int] = (16,)
+    fusion: str = "concat"
+    fusion_width: int | None = None
+    fusion_condition: str | None = None
     fusion_hidden: Sequence[int] = (32,)
     unimodal_hidden: Sequence[int] = ()
     dropout: float = 0.0
     detach_unimodal: bool = False
     init: str = "torch"
+    dtype: str = "float32"
+    bn_scale_std: float = 0.0
+
+    def __post_init__(self):
+        bad_kinds = {m: k for m, k in self.encoders.items() if k not in ENCODER_KINDS}
+        if bad_kinds:
+            raise ValueError(f"model.encoders: unknown encoder kind(s) {bad_kinds}; choose from {ENCODER_KINDS}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"model.fusion: unknown fusion {self.fusion!r}; choose one of {sorted(FUSIONS)}")
+        if self.fusion == "sum" and self.fusion_hidden:
+            raise ValueError("model.fusion='sum' maps each modality straight to the logits (OGM-GE); "
+                             "set model.fusion_hidden=() or use fusion 'concat' for a hidden head")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype: unknown compute dtype {self.dtype!r}; choose one of {sorted(DTYPES)}")
+        if self.init not in INITS:
+            raise ValueError(f"model.init: unknown init {self.init!r}; choose one of {INITS}")
+
+
+MLPModelConfig = ModelConfig
+"""Former name of :class:`ModelConfig` (all-MLP defaults), kept for existing experiment configs."""
+
+
+def _shape(shape: int | Sequence[int]) -> tuple[int, ...]:
+    """A per-example shape; an int is a vector width."""
+    return (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
 
 
 class MultimodalClassifier(nnx.Module):
-    """Per-modality MLP encoders, concatenation fusion with an MLP head, unimodal heads.
+    """Per-modality encoders, a fusion module with a head, and unimodal heads.
 
     Args:
-      input_dims: modality -> flattened input width (order fixes the concatenation order).
+      input_shapes: modality -> shape of one example (an int is a vector width);
+        the order fixes the modality order (concatenation order, first = FiLM/gate condition).
       num_outputs: logits per head (1 for binary tasks trained with sigmoid CE).
-      config: layer sizes, see :class:`MLPModelConfig`.
+      config: see :class:`ModelConfig`.
       unimodal_heads: build a head per modality on its encoder feature.
-      fuse: build the fused head (unimodal-only models skip it).
+      fuse: build the fusion module and fused head (unimodal-only models skip them).
       extra_modules: ``(trunk_width, num_outputs, rngs) -> {name: module}``, modules
         a method adds (reachable as ``model.extras[name]``); ``trunk_width`` is the
-        width of the fused head's last hidden layer.
+        width of the input of the fused head's last Linear (see :meth:`fuse`).
       rngs: initialisation and dropout randomness.
+
+    Raises:
+      ValueError: no modality, an unknown encoder kind, fusion or dtype, or an
+        input shape the chosen encoder cannot read.
     """
 
-    def __init__(self, input_dims: Mapping[str, int], num_outputs: int, config: MLPModelConfig,
+    def __init__(self, input_shapes: Mapping[str, int | Sequence[int]], num_outputs: int, config: ModelConfig,
                  *, unimodal_heads: bool = True, fuse: bool = True, extra_modules=None, rngs: nnx.Rngs):
-        if not input_dims:
+        if not input_shapes:
             raise ValueError("a multimodal model needs at least one modality")
-        self.modalities = tuple(input_dims)
+        config.__post_init__()  # dict fields may have been edited after construction
+        self.modalities = tuple(input_shapes)
         self.detach_unimodal = config.detach_unimodal
-        width = list(config.encoder_hidden)
+        dtype = compute_dtype(config.dtype)
         self.encoders = nnx.Dict({
-            m: MLP([d, *width], dropout=config.dropout, activate_output=True,
-                init=config.init, rngs=rngs)
-            for m, d in input_dims.items()
+            m: make_encoder(config.encoders.get(m, "mlp"), _shape(shape), hidden=config.encoder_hidden,
+                            dropout=config.dropout, init=config.init, dtype=dtype,
+                            bn_scale_std=config.bn_scale_std, layout=config.layouts.get(m, "auto"), rngs=rngs)
+            for m, shape in input_shapes.items()
         })
-        feat = width[-1]
-        self.fusion_head = (
-            MLP([feat * len(input_dims), *config.fusion_hidden, num_outputs], dropout=config.dropout, init=config.init, rngs=rngs)
-            if fuse else None
-        )
+        widths = {m: self.encoders[m].out_features for m in self.modalities}
+        head = dict(dropout=config.dropout, init=config.init, rngs=rngs)
+        fusion = fusion_head = None
+        trunk_width = sum(widths.values())
+        if fuse:
+            condition = {} if config.fusion_condition is None else {"condition": config.fusion_condition}
+            direct = config.fusion == "sum"
+            fusion = make_fusion(config.fusion, widths, num_outputs if direct else config.fusion_width,
+                                 rngs=rngs, **condition)
+            if not direct:
+                fusion_head = MLP([fusion.out_features, *config.fusion_hidden, num_outputs], **head)
+                trunk_width = ([fusion.out_features, *config.fusion_hidden])[-1]
+        self.fusion = fusion
+        self.fusion_head = fusion_head
         self.unimodal_heads = nnx.Dict({
-            m: MLP([feat, *config.unimodal_hidden, num_outputs], dropout=config.dropout, init=config.init, rngs=rngs)
-            for m in input_dims
+            m: MLP([widths[m], *config.unimodal_hidden, num_outputs], **head) for m in self.modalities
         }) if unimodal_heads else None
-        trunk_width = ([feat * len(input_dims), *config.fusion_hidden])[-1]
         self.extras = nnx.Dict(extra_modules(trunk_width, num_outputs, rngs) if extra_modules else {})
 
     def encode_one(self, modality: str, x: jax.Array) -> jax.Array:
-        """One modality's encoder feature, the input flattened after the batch axis."""
-        return self.encoders[modality](x.reshape(x.shape[0], -1))
+        """One modality's encoder feature ``[B, D_m]``, float32 whatever the compute dtype."""
+        return self.encoders[modality](x).astype(jnp.float32)
 
     def encode(self, inputs: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         """Encoder features per modality."""
@@ -98,11 +170,20 @@ class MultimodalClassifier(nnx.Module):
         return {m: self.encode_one(m, inputs[m]) for m in self.modalities}
 
     def fuse(self, features: Mapping[str, jax.Array], *, return_trunk: bool = False):
-        """Fused logits from the concatenated features (and the trunk feature if asked)."""
-        if self.fusion_head is None:
+        """Fused logits from the features (and the trunk feature if asked).
+
+        The trunk is the input of the last Linear layer: the fused vector (or the
+        head's last hidden layer); for ``sum`` fusion the concatenated features,
+        of which the summed per-modality Linear maps are one affine function.
+        """
+        if self.fusion is None:
             raise ValueError("this model was built without a fusion head (fuse=False)")
-        concat = jax.numpy.concatenate([features[m] for m in self.modalities], axis=-1)
-        return self.fusion_head(concat, return_hidden=return_trunk)
+        fused = self.fusion({m: features[m] for m in self.modalities})
+        if self.fusion_head is not None:
+            return self.fusion_head(fused, return_hidden=return_trunk)
+        if not return_trunk:
+            return fused
+        return fused, jnp.concatenate([features[m] for m in self.modalities], axis=-1)
 
     def unimodal(self, modality: str, feature: jax.Array) -> jax.Array:
         """One modality's head on its (optionally detached) encoder feature."""
@@ -112,6 +193,6 @@ class MultimodalClassifier(nnx.Module):
 
     def __call__(self, inputs: Mapping[str, jax.Array]) -> ModelOutput:
         features = self.encode(inputs)
-        logits = self.fuse(features) if self.fusion_head is not None else None
+        logits = self.fuse(features) if self.fusion is not None else None
         uni = {m: self.unimodal(m, features[m]) for m in self.modalities} if self.unimodal_heads is not None else {}
         return ModelOutput(logits=logits, unimodal_logits=uni, features=features)

@@ -7,7 +7,9 @@ global average pool to a 512-d feature vector:
 * :class:`AudioEncoder` reads a log-spectrogram ``[B, F, T]`` or ``[B, 1, F, T]``
   (one input channel) and pools over frequency and time;
 * :class:`VisualEncoder` reads a clip of ``T`` frames, folds the frames into the
-  batch, runs the 2-D trunk and pools over (time, height, width) jointly.
+  batch, runs the 2-D trunk and pools over (time, height, width) jointly. Integer
+  (``uint8``) frames, as the readers store them, are ImageNet-normalised on the
+  device first (the protocol's eval transform).
 
 Inputs arrive in the protocol's channels-first layout and are transposed once to
 NHWC, the layout XLA convolutions want. Initialisation follows the official
@@ -28,6 +30,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from jaxmm.data.readers.frames import IMAGENET_MEAN, IMAGENET_STD
 
 FEATURE_DIM = 512
 """Width of the pooled feature vector of both encoders."""
@@ -171,6 +175,47 @@ def _check_layout(layout: str, layouts: Sequence[str], encoder: str) -> None:
         raise ValueError(f"{encoder}: unknown layout {layout!r}; valid layouts are {sorted(layouts)}.")
 
 
+def audio_layout(shape: Sequence[int]) -> str:
+    """The :class:`AudioEncoder` layout of one example's spectrogram shape.
+
+    ``[F, T]`` and ``[1, F, T]`` read as ``"NCHW"``, ``[F, T, 1]`` as ``"NHWC"``.
+
+    Raises:
+      ValueError: if the shape is neither rank 2 nor a one-channel rank 3.
+    """
+    shape = tuple(shape)
+    if len(shape) == 2 or (len(shape) == 3 and shape[0] == 1):
+        return "NCHW"
+    if len(shape) == 3 and shape[-1] == 1:
+        return "NHWC"
+    raise ValueError(
+        f"an audio (ResNet-18) encoder reads one spectrogram per example, [F, T], [1, F, T] or [F, T, 1]; "
+        f"got per-example shape {shape}. Use encoder kind 'mlp' for vector inputs."
+    )
+
+
+def visual_layout(shape: Sequence[int], channels: int = 3) -> str:
+    """The :class:`VisualEncoder` layout of one example's clip shape.
+
+    Channels last (``[T, H, W, C]``) wins, then the protocol's ``[C, T, H, W]``,
+    then ``[T, C, H, W]``; so a channels-first clip of ``T = C`` frames reads as
+    ``"BCTHW"`` (pass the layout explicitly for ``"BTCHW"``).
+
+    Raises:
+      ValueError: if the shape is not rank 4 or no axis holds ``channels`` entries.
+    """
+    shape = tuple(shape)
+    if len(shape) == 4:
+        for layout, axis in (("BTHWC", 3), ("BCTHW", 0), ("BTCHW", 1)):
+            if shape[axis] == channels:
+                return layout
+    raise ValueError(
+        f"a visual (ResNet-18) encoder reads one clip of frames per example, [T, H, W, {channels}], "
+        f"[{channels}, T, H, W] or [T, {channels}, H, W]; got per-example shape {shape}. For a single image "
+        "add a frame axis of length 1."
+    )
+
+
 def _channels_last(x: jax.Array, layout: str, layouts: dict[str, tuple[int, ...]], channels: int, encoder: str):
     """Transposes ``x`` from ``layout`` to channels-last and checks its channel count.
 
@@ -264,7 +309,8 @@ class VisualEncoder(nnx.Module):
         """Encodes a clip batch (rank 5, in ``layout``) to ``[B, 512]`` float32.
 
         The result is the mean of the trunk's feature map over frames and space,
-        so it does not depend on the order of the frames (in eval mode).
+        so it does not depend on the order of the frames (in eval mode). Integer
+        frames (``uint8`` RGB in 0..255) are ImageNet-normalised first.
 
         Raises:
           ValueError: if ``clip`` is not rank 5 or has the wrong number of channels.
@@ -274,6 +320,8 @@ class VisualEncoder(nnx.Module):
                 f"VisualEncoder expects a rank-5 clip batch in layout {self.layout!r}, got shape {clip.shape}."
             )
         x = _channels_last(clip, self.layout, _VISUAL_LAYOUTS, self.trunk.in_channels, "VisualEncoder")
+        if jnp.issubdtype(x.dtype, jnp.integer):
+            x = (x.astype(jnp.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
         batch, frames = x.shape[:2]
         features = self.trunk(x.reshape(batch * frames, *x.shape[2:]))
         return _mean_f32(features.reshape(batch, frames, *features.shape[1:]), (1, 2, 3))

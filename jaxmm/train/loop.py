@@ -14,8 +14,8 @@ from jaxmm.data.types import DatasetSplits
 from jaxmm.data.validate import validate_splits
 from jaxmm.methods.base import EpochContext, Method
 from jaxmm.metrics.classification import classification_report
-from jaxmm.models.multimodal import MLPModelConfig
-from jaxmm.train.batching import batches, epoch_permutations, stack_runs
+from jaxmm.models.multimodal import ModelConfig
+from jaxmm.train.batching import batches, epoch_permutations, num_batches, stack_runs
 from jaxmm.train.checkpoint import Checkpointer
 from jaxmm.train.config import OptimizerConfig, TrainConfig
 from jaxmm.train.outputs import RunDir, plot_curves
@@ -61,7 +61,7 @@ def _select(improved, new, old):
     return jax.tree.map(lambda a, b: jnp.where(improved.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
 
 
-def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], model_cfg: MLPModelConfig,
+def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], model_cfg: ModelConfig,
         opt_cfg: OptimizerConfig, train_cfg: TrainConfig, *, hparams: Sequence[dict] | None = None,
         run_dir: str | None = None, resume: bool = False, mesh=None, per_term_grads: bool = False) -> FitResult:
     """Trains ``len(seeds)`` runs of ``method`` side by side (one vmapped program).
@@ -90,12 +90,13 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
     for s in splits:
         validate_splits(s)
     first = splits[0]
-    input_dims = {m: int(np.prod(x.shape[1:])) for m, x in first.train.inputs.items()}
+    input_shapes = {m: tuple(x.shape[1:]) for m, x in first.train.inputs.items()}
     num_outputs = 1 if first.num_classes == 2 else first.num_classes
-    hp = resolve_hparams(method, opt_cfg, hparams)
-    trainer = Trainer(method, input_dims, num_outputs, model_cfg, opt_cfg, mesh, per_term_grads)
-    data = {name: stack_runs([getattr(s, name) for s in splits]) for name in ("train", "val", "test")}
     n_train = len(first.train)
+    hp = resolve_hparams(method, opt_cfg, hparams)
+    trainer = Trainer(method, input_shapes, num_outputs, model_cfg, opt_cfg, mesh, per_term_grads,
+                      steps_per_epoch=num_batches(n_train, train_cfg.batch_size))
+    data = {name: stack_runs([getattr(s, name) for s in splits]) for name in ("train", "val", "test")}
 
     example = next(batches(data["train"], np.arange(n_train)[None], train_cfg.batch_size))
     hp = replicate(hp, trainer.mesh)  # once, not every step

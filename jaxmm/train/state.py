@@ -1,14 +1,14 @@
 """The train state pytree and model construction for a (vmapped) set of runs."""
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jaxmm.methods.base import Method
-from jaxmm.models.multimodal import MLPModelConfig, MultimodalClassifier
+from jaxmm.models.multimodal import ModelConfig, MultimodalClassifier
 from jaxmm.train.optim import init_optimizer
 
 
@@ -34,22 +34,42 @@ class TrainState(NamedTuple):
     epoch: jax.Array
 
 
-def build_model(method: Method, input_dims: Mapping[str, int], num_outputs: int, cfg: MLPModelConfig,
-                rngs: nnx.Rngs) -> MultimodalClassifier:
-    """The model a method needs, restricted to the modalities it uses."""
-    mods = method.model.modalities or tuple(input_dims)
-    unknown = set(mods) - set(input_dims)
+def build_model(method: Method, input_shapes: Mapping[str, int | Sequence[int]], num_outputs: int,
+                cfg: ModelConfig, rngs: nnx.Rngs) -> MultimodalClassifier:
+    """The model a method needs, restricted to the modalities it uses.
+
+    Args:
+      method: the method (its :class:`~jaxmm.methods.base.ModelSpec` and extra modules).
+      input_shapes: modality -> shape of one example of the dataset (an int: a vector width).
+      num_outputs: logits per head.
+      cfg: the model configuration.
+      rngs: initialisation and dropout randomness.
+
+    Raises:
+      ValueError: the method needs a modality the dataset lacks, or ``cfg`` names
+        encoders or layouts for modalities the dataset lacks.
+    """
+    mods = method.model.modalities or tuple(input_shapes)
+    unknown = set(mods) - set(input_shapes)
     if unknown:
         raise ValueError(f"method {method.name!r} needs modalities {sorted(unknown)} the dataset lacks; "
-                         f"it has {sorted(input_dims)}")
-    return MultimodalClassifier({m: input_dims[m] for m in mods}, num_outputs, cfg,
+                         f"it has {sorted(input_shapes)}")
+    named = (set(cfg.encoders) | set(cfg.layouts)) - set(input_shapes)
+    if named:
+        raise ValueError(f"model.encoders/model.layouts name modalities {sorted(named)} the dataset lacks; "
+                         f"it has {sorted(input_shapes)}")
+    return MultimodalClassifier({m: input_shapes[m] for m in mods}, num_outputs, cfg,
                                 unimodal_heads=method.model.unimodal_heads, fuse=method.model.fuse,
                                 extra_modules=method.extra_modules, rngs=rngs)
 
 
-def graphdefs(method, input_dims, num_outputs, cfg):
-    """Static train- and eval-mode graph definitions (no arrays are allocated)."""
-    model = nnx.eval_shape(lambda: build_model(method, input_dims, num_outputs, cfg, nnx.Rngs(0)))
+def graphdefs(method, input_shapes, num_outputs, cfg):
+    """Static train- and eval-mode graph definitions (no arrays are allocated).
+
+    Train mode uses batch statistics in BatchNorm (and updates the running
+    averages held in ``rest``), eval mode the running averages.
+    """
+    model = nnx.eval_shape(lambda: build_model(method, input_shapes, num_outputs, cfg, nnx.Rngs(0)))
     model.train()
     train_def = nnx.split(model, nnx.Param, ...)[0]
     model.eval()
@@ -70,12 +90,12 @@ def param_labels(params):
     return jax.tree_util.tree_map_with_path(lambda path, _: param_group(path), params)
 
 
-def init_state(method, input_dims, num_outputs, cfg, optimizer, transform, seed, hparams,
+def init_state(method, input_shapes, num_outputs, cfg, optimizer, transform, seed, hparams,
                example_batch) -> TrainState:
     """One run's initial state from its seed (traceable: vmap it over seeds and hparams)."""
     key = jax.random.PRNGKey(seed)
     init_key, dropout_key, run_key = jax.random.split(key, 3)
-    model = build_model(method, input_dims, num_outputs, cfg, nnx.Rngs(params=init_key, dropout=dropout_key))
+    model = build_model(method, input_shapes, num_outputs, cfg, nnx.Rngs(params=init_key, dropout=dropout_key))
     method_state = method.init_state(model, example_batch)
     _, params, rest = nnx.split(model, nnx.Param, ...)
     opt_state = (transform.init(params), init_optimizer(optimizer, params, hparams["lr"], hparams["weight_decay"]))

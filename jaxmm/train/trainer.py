@@ -10,7 +10,7 @@ import optax
 
 from jaxmm.data.types import Batch
 from jaxmm.methods.base import Method
-from jaxmm.models.multimodal import MLPModelConfig, ModelOutput
+from jaxmm.models.multimodal import ModelConfig, ModelOutput
 from jaxmm.train.config import OptimizerConfig
 from jaxmm.train.optim import make_optimizer
 from jaxmm.train.sharding import make_data_mesh, replicate, shard_batch
@@ -44,26 +44,28 @@ class Trainer:
 
     Args:
       method: the method.
-      input_dims: modality -> flattened input width.
+      input_shapes: modality -> shape of one example (an int: a vector width).
       num_outputs: logits per head.
-      model_cfg: model sizes.
-      opt_cfg: optimiser.
+      model_cfg: the model.
+      opt_cfg: optimiser and learning-rate schedule.
       mesh: device mesh (default: all devices).
       per_term_grads: route the gradient through per-term VJPs (see :func:`build_train_step`).
+      steps_per_epoch: optimiser steps per epoch (needed by per-epoch learning-rate schedules).
     """
 
-    def __init__(self, method: Method, input_dims: Mapping[str, int], num_outputs: int,
-                 model_cfg: MLPModelConfig, opt_cfg: OptimizerConfig, mesh=None, per_term_grads: bool = False):
+    def __init__(self, method: Method, input_shapes: Mapping[str, int | Sequence[int]], num_outputs: int,
+                 model_cfg: ModelConfig, opt_cfg: OptimizerConfig, mesh=None, per_term_grads: bool = False,
+                 steps_per_epoch: int | None = None):
         self.method = method
-        self.input_dims = dict(input_dims)
+        self.input_shapes = dict(input_shapes)
         self.num_outputs = num_outputs
         self.model_cfg = model_cfg
         self.mesh = mesh or make_data_mesh()
-        self.optimizer = make_optimizer(opt_cfg)
-        modalities = method.model.modalities or tuple(self.input_dims)
+        self.optimizer = make_optimizer(opt_cfg, steps_per_epoch)
+        modalities = method.model.modalities or tuple(self.input_shapes)
         self.transform = (method.transform(modalities, param_labels) if method.transform
                           else optax.with_extra_args_support(optax.identity()))
-        self.train_def, self.eval_def = graphdefs(method, self.input_dims, num_outputs, model_cfg)
+        self.train_def, self.eval_def = graphdefs(method, self.input_shapes, num_outputs, model_cfg)
         self.traces = 0
         step = build_train_step(method, self.train_def, self.optimizer, self.transform,
                                 per_term=per_term_grads or method.per_term_grads)
@@ -79,7 +81,7 @@ class Trainer:
     def init(self, seeds: Sequence[int], hparams: dict, example: Batch) -> TrainState:
         """Initial state of every run (``example``: one run's host batch, for shapes)."""
         def one(seed, hp):
-            return init_state(self.method, self.input_dims, self.num_outputs, self.model_cfg,
+            return init_state(self.method, self.input_shapes, self.num_outputs, self.model_cfg,
                               self.optimizer, self.transform, seed, hp, jax.tree.map(jnp.asarray, example))
 
         state = jax.jit(jax.vmap(one))(jnp.asarray(seeds, jnp.uint32), hparams)
