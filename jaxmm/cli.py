@@ -64,9 +64,12 @@ def _cmd_train(args) -> None:
     from jaxmm.train.config import RunConfig, apply_overrides
     from jaxmm.train.loop import fit, summarize
     from jaxmm.train.outputs import RunDir
+    from jaxmm.train.protocols import apply_protocol
 
     cfg = RunConfig(name=args.name or f"{args.method}-{args.dataset}", method=args.method, dataset=args.dataset,
                     seeds=tuple(int(s) for s in args.seeds.split(",")), out_dir=args.out_dir)
+    if args.protocol:
+        apply_protocol(cfg, args.protocol)
     apply_overrides(cfg, args.set or [])
     method = get_method(cfg.method, **cfg.method_options)
     options = _load_options(cfg, args, cfg.train.progress)
@@ -128,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a config field, e.g. optimizer.lr=3e-4, method_options.mask=learned, "
                             "dataset_options.alpha=0.8, hparams.lam=10, train.epochs=50 (repeatable)")
+    train.add_argument("--protocol", help="start from a named protocol's model, optimiser and loop "
+                                           "(jaxmm.train.protocols: crema_d, crema_d_inforeg, crema_d_mmpareto, "
+                                           "crema_d_dnr, kinetics_sounds); --set overrides apply after it")
     train.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
     prepare = sub.add_parser("prepare", help="preprocess a file-backed dataset into the cache used by train")
     prepare.add_argument("dataset")

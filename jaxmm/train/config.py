@@ -5,25 +5,44 @@ import ast
 import dataclasses
 from typing import Any
 
-from jaxmm.models.multimodal import MLPModelConfig
+from jaxmm.models.multimodal import ModelConfig
+
+
+SCHEDULES = ("constant", "step")
 
 
 @dataclasses.dataclass
 class OptimizerConfig:
-    """Optimiser of the model parameters.
+    """Optimiser of the model parameters and its learning-rate schedule.
 
     Attributes:
       name: ``adam`` (PyTorch semantics: weight decay added to the gradient, L2),
         ``adamw`` (decoupled decay) or ``sgd`` (momentum, PyTorch-style L2 decay).
-      lr: learning rate (per-run overridable through ``hparams['lr']``).
+      lr: base learning rate (per-run overridable through ``hparams['lr']``).
       weight_decay: weight decay (per-run overridable through ``hparams['weight_decay']``).
       momentum: SGD momentum.
+      schedule: ``constant``, or ``step``: PyTorch ``StepLR`` stepped once per
+        epoch, the learning rate of epoch ``e`` (0-based) is
+        ``lr * gamma ** (e // step_size)``.
+      step_size: epochs between two decays of the ``step`` schedule.
+      gamma: decay factor of the ``step`` schedule.
     """
 
     name: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
+    schedule: str = "constant"
+    step_size: int = 70
+    gamma: float = 0.1
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"optimizer.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not isinstance(self.step_size, int) or self.step_size < 1:
+            raise ValueError(f"optimizer.step_size must be a positive number of epochs, got {self.step_size!r}")
+        if not self.gamma > 0:
+            raise ValueError(f"optimizer.gamma must be positive, got {self.gamma!r}")
 
 
 @dataclasses.dataclass
@@ -80,7 +99,7 @@ class RunConfig:
     dataset_options: dict = dataclasses.field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     hparams: dict = dataclasses.field(default_factory=dict)
-    model: MLPModelConfig = dataclasses.field(default_factory=MLPModelConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     out_dir: str = "runs"

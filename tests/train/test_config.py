@@ -1,6 +1,8 @@
 import pytest
 
+from jaxmm.cli import build_parser
 from jaxmm.train.config import RunConfig, TrainConfig, apply_overrides, parse_value
+from jaxmm.train.protocols import PROTOCOLS, apply_protocol, protocol
 
 
 def test_overrides_set_nested_fields_and_dicts():
@@ -25,3 +27,29 @@ def test_bad_overrides():
 
 def test_parse_value():
     assert parse_value("1e-3") == 1e-3 and parse_value("abc") == "abc" and parse_value("(1, 2)") == (1, 2)
+
+
+def test_crema_d_protocol_is_the_ogm_ge_setup():
+    p = protocol("crema_d")
+    assert p.model.encoders == {"audio": "audio", "visual": "visual"}
+    assert (p.model.fusion, p.model.fusion_hidden, p.model.init, p.model.bn_scale_std) == ("concat", (), "xavier", 0.0)
+    opt = p.optimizer
+    assert (opt.name, opt.lr, opt.momentum, opt.weight_decay) == ("sgd", 1e-3, 0.9, 1e-4)
+    assert (opt.schedule, opt.step_size, opt.gamma) == ("step", 70, 0.1)
+    assert (p.train.epochs, p.train.batch_size, p.dataset_options) == (100, 64, {"num_frames": 1})
+    mmpareto = protocol("crema_d_mmpareto")  # its StepLR is never stepped: constant rate
+    assert (mmpareto.optimizer.schedule, mmpareto.optimizer.lr, mmpareto.model.bn_scale_std) == ("constant", 2e-3, 0.02)
+    assert set(PROTOCOLS) >= {"crema_d", "crema_d_inforeg", "crema_d_mmpareto", "crema_d_dnr", "kinetics_sounds"}
+
+
+def test_apply_protocol_then_overrides_and_unknown_names():
+    cfg = RunConfig(dataset="crema_d", dataset_options={"num_frames": 3})
+    apply_overrides(apply_protocol(cfg, "crema_d_inforeg"), ["model.dtype=bfloat16", "optimizer.lr=1e-2"])
+    assert cfg.dataset_options == {"num_frames": 3}  # the user's choice wins
+    assert (cfg.model.dtype, cfg.optimizer.lr, cfg.optimizer.step_size, cfg.train.epochs) == ("bfloat16", 1e-2, 30, 50)
+    with pytest.raises(ValueError, match="dtype"):
+        apply_overrides(cfg, ["model.dtype=float16"])
+    with pytest.raises(ValueError, match="crema_d"):
+        protocol("cremad")
+    args = build_parser().parse_args(["train", "--method", "vanilla", "--dataset", "crema_d", "--protocol", "crema_d"])
+    assert args.protocol == "crema_d"
