@@ -7,9 +7,9 @@ from flax import nnx
 
 from jaxmm.data.types import Batch
 from jaxmm.methods import StepContext
-from jaxmm.models.multimodal import MLPModelConfig
+from jaxmm.models.multimodal import MLPModelConfig, ModelConfig
 from jaxmm.train.state import TrainState, build_model, param_labels
-from jaxmm.train.step import build_train_step
+from jaxmm.train.step import build_eval_step, build_train_step
 
 LINEAR_HEAD = MLPModelConfig(encoder_hidden=(4,), fusion_hidden=())
 
@@ -72,3 +72,31 @@ def step(method, model, batch, ctx, transform_state=None):
     fn = build_train_step(method, graphdef, sgd, tx, per_term=method.per_term_grads)
     new, metrics = jax.jit(fn)(state, batch, ctx.hparams)
     return jax.tree.map(lambda a, b: a - b, params, new.params), metrics, new
+
+
+AV = ModelConfig(encoders={"audio": "audio", "visual": "visual"}, fusion_hidden=(), init="xavier")
+AV_SHAPES = {"audio": (1, 32, 24), "visual": (3, 2, 32, 32)}  # [1, F, T] and [C, T, H, W]
+
+
+def trace_step(method, shapes=AV_SHAPES, cfg=AV, batch_size=4, classes=6):
+    """Shapes of one train step and one evaluation pass (traced only), by default on the ResNet-18 audio-visual model.
+
+    Returns:
+      (train metrics, evaluation ``(prediction, unimodal logits)``) as ``ShapeDtypeStruct`` pytrees.
+    """
+    def run(inputs, label):
+        model = build_model(method, shapes, classes, cfg, nnx.Rngs(0))
+        batch = Batch(inputs, label, jnp.arange(batch_size), {"valid": jnp.ones(batch_size)})
+        model.train()
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        tx, sgd = method.transform(model.modalities, param_labels), optax.sgd(0.1)
+        state = TrainState(params, rest, (tx.init(params), sgd.init(params)), method.init_state(model, batch),
+                           jax.random.PRNGKey(0), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        hparams = {k: jnp.asarray(v, jnp.float32) for k, v in method.hparams.items()}
+        _, metrics = build_train_step(method, graphdef, sgd, tx, per_term=method.per_term_grads)(state, batch, hparams)
+        model.eval()
+        eval_def = nnx.split(model, nnx.Param, ...)[0]
+        return metrics, build_eval_step(method, eval_def)(params, rest, inputs)
+
+    inputs = {m: jax.ShapeDtypeStruct((batch_size, *s), jnp.float32) for m, s in shapes.items()}
+    return jax.eval_shape(run, inputs, jax.ShapeDtypeStruct((batch_size,), jnp.int32))

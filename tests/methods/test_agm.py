@@ -12,7 +12,7 @@ from jaxmm.methods import get_method
 from jaxmm.monitors.cumulative_mean import CumulativeMeanState
 from jaxmm.train.loop import fit
 
-from ._onestep import setup, step, term_gradients
+from ._onestep import LINEAR_HEAD, setup, step, term_gradients, trace_step
 
 RUNNING = CumulativeMeanState({"a": jnp.asarray(0.4), "b": jnp.asarray(1.2)}, jnp.asarray(3))
 
@@ -57,7 +57,10 @@ def test_scores_and_coefficients_match_a_hand_computation():
 
 
 def test_logits_mode_gradient_follows_the_scaled_responses():
-    """∇ = ½(κa+κb) ∇f(a,b)ᵀg + ½(κa−κb) ∇f(a,0)ᵀg + ½(κb−κa) ∇f(0,b)ᵀg, g = ∂CE/∂logits (baselines.md §4.7)."""
+    """∇ = ½(κa+κb) ∇f(a,b)ᵀg + ½(κa−κb) ∇f(a,0)ᵀg + ½(κb−κa) ∇f(0,b)ᵀg with g = ∂CE/∂logits.
+
+    The gradient the official backward hooks produce (baselines.md §4, step 7).
+    """
     method = get_method("agm")
     model, batch, ctx = setup(method)
     ctx = ctx._replace(method_state={"running": RUNNING}, hparams={"alpha": jnp.asarray(2.0)})
@@ -107,6 +110,15 @@ def test_fit_trains_once_compiled_and_keeps_running_scores():
     np.testing.assert_array_equal(running.count, [9, 9])  # 3 epochs x 3 steps, carried across epochs
     assert np.all(running.mean["a"] > 0) and "train/kappa/a" in r.history[-1]
     assert r.test[0]["acc"] > 0.4 and all("acc/a" in t for t in r.test)  # 3 classes: chance is 1/3
+
+
+def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
+    method = get_method("agm")
+    metrics, (pred, uni) = trace_step(method)
+    assert pred.shape == (4, 6) and {m: u.shape for m, u in uni.items()} == {"audio": (4, 6), "visual": (4, 6)}
+    assert {"kappa/audio", "kappa/visual"} <= set(metrics)
+    _, (pred, uni) = trace_step(method, {"a": (3,), "b": (4,), "c": (2,)}, LINEAR_HEAD)
+    assert pred.shape == (4, 6) and set(uni) == {"a", "b", "c"}
 
 
 @pytest.mark.parametrize("options, match", [

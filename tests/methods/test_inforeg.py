@@ -12,7 +12,7 @@ from jaxmm.methods import get_method
 from jaxmm.train.loop import fit
 from jaxmm.train.state import param_labels
 
-from ._onestep import setup, slices_by_hand, step, term_gradients, true_class_prob
+from ._onestep import LINEAR_HEAD, setup, slices_by_hand, step, term_gradients, trace_step, true_class_prob
 
 
 @pytest.mark.parametrize("window_open", [True, False])
@@ -38,7 +38,8 @@ def test_only_the_dominant_encoder_is_pulled_and_only_in_its_window(window_open)
     plain = jax.tree.map(lambda ce, uni: ce + uni, grads["ce"], grads["uni_ce"])  # lam_uni = 1
     jax.tree.map(lambda u, g: np.testing.assert_allclose(u, g + beta * 0.1, rtol=1e-4, atol=1e-6),
                  update["encoders"][dom], plain["encoders"][dom])
-    for tree, ref in ((update["encoders"][other], plain["encoders"][other]), (update["fusion_head"], plain["fusion_head"])):
+    for tree, ref in ((update["encoders"][other], plain["encoders"][other]),
+                      (update["fusion_head"], plain["fusion_head"])):
         jax.tree.map(lambda u, g: np.testing.assert_allclose(u, g, rtol=1e-4, atol=1e-7), tree, ref)
     np.testing.assert_allclose(new.opt_state[0].beta, [beta if m == dom else 0.0 for m in "ab"], rtol=1e-5)
 
@@ -64,6 +65,15 @@ def test_fit_trains_once_compiled_and_tracks_the_window():
     np.testing.assert_array_equal(tx_state.monitor.completed, [2])
     assert np.all(tx_state.monitor.history[0, :, -2:] > 0)
     assert np.count_nonzero(tx_state.beta) <= 1  # at most the dominant modality is regulated
+
+
+def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
+    method = get_method("inforeg")
+    metrics, (pred, uni) = trace_step(method)
+    assert pred.shape == (4, 6) and {m: u.shape for m, u in uni.items()} == {"audio": (4, 6), "visual": (4, 6)}
+    assert {"score/audio", "score/visual"} <= set(metrics)
+    _, (pred, uni) = trace_step(method, {"a": (3,), "b": (4,), "c": (2,)}, LINEAR_HEAD)
+    assert pred.shape == (4, 6) and set(uni) == {"a", "b", "c"}
 
 
 @pytest.mark.parametrize("options, match", [

@@ -9,7 +9,7 @@ from jaxmm.methods import get_method
 from jaxmm.methods.mmpareto import group_terms
 from jaxmm.train.loop import fit
 
-from ._onestep import setup, step, term_gradients
+from ._onestep import LINEAR_HEAD, setup, step, term_gradients, trace_step
 
 GAMMA = 1.2
 
@@ -68,6 +68,14 @@ def test_fit_trains_once_compiled():
     assert (losses[-1] < losses[0]).all()
     assert r.test[0]["acc"] > 0.4  # 3 classes: chance is 1/3
     assert {"train/grad_norm/ce", "train/grad_norm/uni_ce/a", "train/grad_norm/uni_ce/b"} <= set(r.history[-1])
+
+
+def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
+    method = get_method("mmpareto")
+    metrics, (pred, _) = trace_step(method)
+    assert pred.shape == (4, 6) and {"grad_norm/uni_ce/audio", "grad_norm/uni_ce/visual"} <= set(metrics)
+    _, (pred, uni) = trace_step(method, {"a": (3,), "b": (4,), "c": (2,)}, LINEAR_HEAD)
+    assert pred.shape == (4, 6) and set(uni) == {"a", "b", "c"}
 
 
 def test_bad_options():
