@@ -11,7 +11,10 @@ state (updated at every step, in and out of the modulation window).
 ``mode="logits"`` (official): the loss is ``CE(Σ_m o_m)`` with the gradient into
 each ``o_m`` scaled by ``κ_m``. ``mode="groups"`` (BalanceBenchmark's form, without
 its sign flip): plain fused CE, and the transformation multiplies modality
-``m``'s encoder gradient by ``κ_m``. Outside the window κ = 1 (plain CE). Both
+``m``'s encoder gradient by ``κ_m``. Outside the window κ = 1, plain CE
+(``outside="plain"``, the spec's reading); with ``outside="hold"`` the last κ
+used inside the window persists after it (1 before it opens), which is what the
+official code does: its backward hooks keep their last scale. Both
 modes apply the official clipping rule (global norm clipped to ``max_norm``
 when a fused-head weight gradient element exceeds ``clip_threshold``).
 Evaluation reports the responses ``o_m`` (eval mode) as the unimodal logits.
@@ -46,8 +49,8 @@ def responses(model, inputs, fused_logits):
 
 
 @register("agm")
-def agm(mode: str = "logits", window: tuple[int, int] | None = (0, 19), cap: float = 10.0,
-        clip_threshold: float | None = 1.0, max_norm: float = 1.0) -> Method:
+def agm(mode: str = "logits", window: tuple[int, int] | None = (0, 19), outside: str = "plain",
+        cap: float = 10.0, clip_threshold: float | None = 1.0, max_norm: float = 1.0) -> Method:
     """AGM: Shapley mono-modal responses, gradients rescaled towards the running score balance.
 
     Args:
@@ -55,6 +58,8 @@ def agm(mode: str = "logits", window: tuple[int, int] | None = (0, 19), cap: flo
         ``groups`` (κ scales each encoder's gradient).
       window: inclusive 0-indexed epochs of modulation (official 1-indexed 0..20);
         ``None``: always.
+      outside: κ outside the window: ``plain`` (1) or ``hold`` (the last κ
+        used inside it, 1 before it opens; the official code's behaviour).
       cap: upper clamp of ``r̄ − r`` (official 10; BalanceBenchmark 7).
       clip_threshold: clip when a fused-head weight gradient element exceeds it
         (official 1); ``None`` disables clipping.
@@ -63,6 +68,8 @@ def agm(mode: str = "logits", window: tuple[int, int] | None = (0, 19), cap: flo
     Hyper-parameters (vmappable): ``alpha`` (1.0, the official config).
     """
     _common.check_choice("agm", "mode", mode, MODES)
+    _common.check_choice("agm", "outside", outside, ("plain", "hold"))
+    hold = outside == "hold"
     _common.check_positive("agm", "cap", cap)
     _common.check_positive("agm", "max_norm", max_norm)
     if clip_threshold is not None:
@@ -76,13 +83,14 @@ def agm(mode: str = "logits", window: tuple[int, int] | None = (0, 19), cap: flo
     def terms(model, batch, ctx):
         out = forward(model, batch.inputs)
         scores = agm_scores(out.unimodal_logits, batch.label, batch.meta.get("valid"))
-        running = ctx.method_state["running"]
-        kappa = agm_coefficients(scores, running.mean, ctx.hparams["alpha"], cap)
+        state = ctx.method_state
+        kappa = agm_coefficients(scores, state["running"].mean, ctx.hparams["alpha"], cap)
         if window is not None:
             on = (ctx.epoch >= window[0]) & (ctx.epoch <= window[1])
-            kappa = {m: jnp.where(on, k, 1.0) for m, k in kappa.items()}
+            kappa = {m: jnp.where(on, k, state["kappa"][m] if hold else 1.0) for m, k in kappa.items()}
         logits = modulated_logits(out.unimodal_logits, kappa) if mode == "logits" else out.logits
-        aux = {"method_state": {"running": update_cumulative_mean(running, scores)},
+        new_state = {"running": update_cumulative_mean(state["running"], scores), **({"kappa": kappa} if hold else {})}
+        aux = {"method_state": new_state,
                **{f"score/{m}": s for m, s in scores.items()}, **{f"kappa/{m}": k for m, k in kappa.items()}}
         return {"ce": classification_loss(logits, batch.label)}, aux
 
@@ -95,9 +103,12 @@ def agm(mode: str = "logits", window: tuple[int, int] | None = (0, 19), cap: flo
         hparams={"alpha": 1.0},
         model=ModelSpec(fuse=True, unimodal_heads=False),
         forward=forward,
-        init_state=lambda model, batch: {"running": init_cumulative_mean({m: 0.0 for m in model.modalities})},
+        init_state=lambda model, batch: {
+            "running": init_cumulative_mean({m: 0.0 for m in model.modalities}),
+            **({"kappa": {m: jnp.ones((), jnp.float32) for m in model.modalities}} if hold else {})},
         transform=lambda modalities, labels: agm_transform(
             modalities, labels=labels, mode=mode, window=None, clip_threshold=clip_threshold, max_norm=max_norm),
         extra_args=extra_args,
-        options={"mode": mode, "window": window, "cap": cap, "clip_threshold": clip_threshold, "max_norm": max_norm},
+        options={"mode": mode, "window": window, "outside": outside, "cap": cap, "clip_threshold": clip_threshold,
+                 "max_norm": max_norm},
     )

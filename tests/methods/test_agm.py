@@ -51,13 +51,21 @@ def test_scores_and_coefficients_match_a_hand_computation():
     logits = np.asarray(model(batch.inputs).logits)
     logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
     np.testing.assert_allclose(terms["ce"], -logp[np.arange(12), np.asarray(batch.label)], rtol=1e-5)
-    # Outside the window: kappa = 1.
+    # Outside the window: kappa = 1, or (outside="hold", the official hooks) the last kappa used inside it.
     _, aux = method.terms(model, batch, ctx._replace(epoch=jnp.asarray(20)))
     assert float(aux["kappa/a"]) == float(aux["kappa/b"]) == 1.0
+    held = {"a": jnp.asarray(1.7), "b": jnp.asarray(0.6)}
+    hold = get_method("agm", outside="hold")
+    for epoch, expected in ((20, held), (0, kappa)):
+        _, aux = hold.terms(model, batch, ctx._replace(epoch=jnp.asarray(epoch),
+                                                       method_state={"running": RUNNING, "kappa": held}))
+        for m in "ab":
+            np.testing.assert_allclose(aux[f"kappa/{m}"], expected[m], rtol=1e-4)
+            np.testing.assert_allclose(aux["method_state"]["kappa"][m], expected[m], rtol=1e-4)
 
 
 def test_logits_mode_gradient_follows_the_scaled_responses():
-    """∇ = ½(κa+κb) ∇f(a,b)ᵀg + ½(κa−κb) ∇f(a,0)ᵀg + ½(κb−κa) ∇f(0,b)ᵀg with g = ∂CE/∂logits.
+    """∇ = ½(κa+κb)∇f(a,b)ᵀg + ½(κa−κb)∇f(a,0)ᵀg + ½(κb−κa)∇f(0,b)ᵀg, g = ∂CE/∂logits.
 
     The gradient the official backward hooks produce (baselines.md §4, step 7).
     """
@@ -123,6 +131,7 @@ def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
 
 @pytest.mark.parametrize("options, match", [
     (dict(mode="hooks"), "`mode` must be one of"),
+    (dict(outside="reset"), "`outside` must be one of"),
     (dict(cap=0.0), "`cap` must be positive"),
     (dict(window=(3, 1)), "`window`"),
     (dict(max_norm=0.0), "`max_norm` must be positive"),
