@@ -100,3 +100,14 @@ def trace_step(method, shapes=AV_SHAPES, cfg=AV, batch_size=4, classes=6):
 
     inputs = {m: jax.ShapeDtypeStruct((batch_size, *s), jnp.float32) for m, s in shapes.items()}
     return jax.eval_shape(run, inputs, jax.ShapeDtypeStruct((batch_size,), jnp.int32))
+
+
+def assert_traces(method, metric_names):
+    """One step traces on the audio-visual ResNet model (logging ``metric_names``) and with three MLP modalities.
+
+    The evaluation pass gives ``[B, K]`` predictions and unimodal logits for every modality.
+    """
+    for shapes, cfg in ((AV_SHAPES, AV), ({"a": (3,), "b": (4,), "c": (2,)}, LINEAR_HEAD)):
+        metrics, (pred, uni) = trace_step(method, shapes, cfg)
+        assert pred.shape == (4, 6) and {m: u.shape for m, u in uni.items()} == {m: (4, 6) for m in shapes}
+    assert set(metric_names) <= set(metrics)
