@@ -11,7 +11,9 @@
   a nonlinear fused head it is the head's response to modality ``m`` alone.
 * :func:`masked_input_logits` — AGM's masked forward passes: the fused logits
   with the inputs of the absent modalities zeroed, the model in evaluation
-  mode (BatchNorm running statistics, no dropout) and gradients kept.
+  mode (BatchNorm running statistics, no dropout) and gradients kept. An absent
+  modality's input is zero after normalisation (for ``uint8`` frames: the
+  ImageNet mean colour, not black), as the official code zeroes normalised tensors.
 """
 from __future__ import annotations
 
@@ -50,6 +52,17 @@ def eval_view(model):
     return copy
 
 
+def zero_input(x: jax.Array) -> jax.Array:
+    """One all-zero example shaped like ``x[:1]``: the encoder's input after normalisation is zero.
+
+    Integer inputs (``uint8`` frames, normalised inside the encoder) become float zeros,
+    which the encoders read as already normalised, as the official code zeroes
+    the normalised tensor.
+    """
+    dtype = jnp.float32 if jnp.issubdtype(x.dtype, jnp.integer) else x.dtype
+    return jnp.zeros((1, *x.shape[1:]), dtype)
+
+
 def masked_input_logits(model, inputs: Mapping[str, jax.Array],
                         subsets: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], jax.Array]:
     """Fused logits of evaluation-mode passes with the inputs outside each subset zeroed.
@@ -68,7 +81,6 @@ def masked_input_logits(model, inputs: Mapping[str, jax.Array],
     """
     view = eval_view(model)
     present = {m: view.encode_one(m, inputs[m]) for m in view.modalities}
-    absent = {m: jnp.broadcast_to(view.encode_one(m, jnp.zeros_like(inputs[m][:1])), f.shape)
-              for m, f in present.items()}
+    absent = {m: jnp.broadcast_to(view.encode_one(m, zero_input(inputs[m])), f.shape) for m, f in present.items()}
     return {tuple(s): view.fuse({m: present[m] if m in s else absent[m] for m in view.modalities})
             for s in subsets}

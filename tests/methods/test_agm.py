@@ -9,6 +9,7 @@ from _tiny import MODEL, OPT, tiny_splits, train_cfg
 from flax import nnx
 
 from jaxmm.methods import get_method
+from jaxmm.methods._responses import zero_input
 from jaxmm.monitors.cumulative_mean import CumulativeMeanState
 from jaxmm.train.loop import fit
 
@@ -107,6 +108,13 @@ def test_three_modality_responses_sum_to_the_fused_logits():
     out = method.forward(model, batch.inputs)
     assert set(out.unimodal_logits) == {"a", "b", "c"}
     np.testing.assert_allclose(sum(out.unimodal_logits.values()), out.logits, rtol=1e-5, atol=1e-6)
+
+
+def test_absent_frames_are_zero_after_normalisation():
+    # uint8 frames are normalised inside the encoder: their absent value is a float 0, not a black frame.
+    zero = zero_input(jnp.full((4, 3, 2, 8, 8), 255, jnp.uint8))
+    assert zero.shape == (1, 3, 2, 8, 8) and zero.dtype == jnp.float32 and not np.any(zero)
+    assert zero_input(jnp.ones((4, 5), jnp.bfloat16)).dtype == jnp.bfloat16
 
 
 def test_fit_trains_once_compiled_and_keeps_running_scores():
