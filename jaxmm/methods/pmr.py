@@ -10,6 +10,7 @@ first epoch, blends them with momentum ``μ``: ``c ← (1 − μ)·c_new + μ·c
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -27,9 +28,12 @@ def _num_classes(logits: jax.Array) -> int:
     return max(logits.shape[-1], 2)
 
 
-def _run_prototypes(features, labels, num_classes: int, fallback):
-    """Class means of ``[R, N, D]`` features per run; an absent class keeps ``fallback [R, C, D]``."""
-    return jax.vmap(lambda z, y, f: class_means(*class_sums(z, y, num_classes), fallback=f))(features, labels, fallback)
+@functools.partial(jax.jit, static_argnums=(3, 4, 5))
+def _refresh(features, labels, old, num_classes: int, momentum: float, blend: bool):
+    """New prototypes per run from ``[R, N, D]`` features: class means (an absent class keeps
+    ``old [R, C, D]``), blended with ``old`` by ``momentum`` if ``blend``."""
+    new = jax.vmap(lambda z, y, f: class_means(*class_sums(z, y, num_classes), fallback=f))(features, labels, old)
+    return ema_update(old, new, momentum) if blend else new
 
 
 @register("pmr")
@@ -95,9 +99,7 @@ def pmr(rule: str = "code", momentum: float = 0.0, proto_fraction: float = 0.1, 
         k = _num_classes(out.logits)
         protos = {}
         for m, old in state.method_state["prototypes"].items():
-            new = _run_prototypes(jnp.asarray(out.features[m][:, keep]), jnp.asarray(labels[:, keep]), k, old)
-            if context.epoch > 0:
-                new = ema_update(old, new, momentum)
+            new = _refresh(out.features[m][:, keep], labels[:, keep], old, k, momentum, context.epoch > 0)
             protos[m] = jax.device_put(new.astype(old.dtype), old.sharding)
         return state._replace(method_state={"prototypes": protos})
 

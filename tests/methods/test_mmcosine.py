@@ -14,6 +14,8 @@ from jaxmm.train.state import build_model
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
+from ._helpers import jit_terms
+
 DIMS = {"a": 4, "b": 5}
 CFG = dataclasses.replace(MODEL, encoder_hidden=(6,))
 
@@ -39,7 +41,7 @@ def test_logits_are_scaled_cosines_of_hand_set_features_and_weights():
     np.testing.assert_allclose(out.logits, expected["a"] + expected["b"], rtol=1e-5, atol=1e-5)
     batch = Batch(inputs, jnp.asarray([0, 1, 2, 0, 1]), jnp.arange(5), {"valid": jnp.ones(5)})
     ctx = StepContext(jax.random.key(0), {"scale": jnp.asarray(15.0)}, jnp.asarray(0), {})
-    terms, _ = method.terms(model, batch, ctx)
+    terms, _ = jit_terms(method, model)(batch, ctx)
     logits = 1.5 * (expected["a"] + expected["b"])
     ce = -jax.nn.log_softmax(logits)[np.arange(5), np.asarray(batch.label)]
     np.testing.assert_allclose(terms["ce"], ce, rtol=1e-5, atol=1e-5)

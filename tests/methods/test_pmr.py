@@ -14,6 +14,8 @@ from jaxmm.train.state import build_model
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
+from ._helpers import jit_terms
+
 DIMS = {"a": 4, "b": 4}
 
 
@@ -49,7 +51,7 @@ def _by_hand(z, y, protos, alpha, rule):
 def test_coefficients_and_prototype_ce_match_hand_computation(rule):
     method = get_method("pmr", rule=rule)
     model, batch, ctx, z, y, protos = _setup(method, alpha=2.0)
-    terms, aux = method.terms(model, batch, ctx)
+    terms, aux = jit_terms(method, model)(batch, ctx)
     scores, coef, pce = _by_hand(z, y, protos, 2.0, rule)
     assert scores[0] > scores[1]  # "b" is the weaker modality
     np.testing.assert_allclose([aux["pmr_coef/a"], aux["pmr_coef/b"]], coef, rtol=1e-5, atol=1e-6)
@@ -65,14 +67,15 @@ def test_modulation_window_and_entropy_schedule():
     # The entropy regulariser lowers the loss by mu * H(dominant prototype softmax) in its epochs only.
     method = get_method("pmr", entropy_epochs=1)
     model, batch, ctx, z, y, protos = _setup(method)
-    plain = method.terms(model, batch, ctx)[0]["pmr"]
+    terms = jit_terms(method, model)
+    plain = terms(batch, ctx)[0]["pmr"]
     on = ctx._replace(hparams={**ctx.hparams, "mu": jnp.asarray(0.5)})
     q = -np.linalg.norm(z["a"][:, None] - protos["a"][None], axis=-1)
     p = np.exp(q) / np.exp(q).sum(-1, keepdims=True)
     entropy = -(p * np.log(p)).sum(-1)
-    np.testing.assert_allclose(method.terms(model, batch, on)[0]["pmr"], plain - 0.5 * entropy, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(terms(batch, on)[0]["pmr"], plain - 0.5 * entropy, rtol=1e-4, atol=1e-5)
     later = on._replace(epoch=jnp.asarray(1))
-    np.testing.assert_allclose(method.terms(model, batch, later)[0]["pmr"], plain, rtol=1e-6)
+    np.testing.assert_allclose(terms(batch, later)[0]["pmr"], plain, rtol=1e-6)
 
 
 def test_fit_refreshes_prototypes_to_class_means_of_the_train_features():

@@ -15,6 +15,8 @@ from jaxmm.train.state import build_model
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
+from ._helpers import jit_terms
+
 DIMS = {"a": 4, "b": 4}
 
 
@@ -48,7 +50,7 @@ def test_paper_form_is_ce_minus_kl_to_the_others_by_hand(epoch, active, other):
     model, batch, ctx = _setup(method, epoch)
     ctx = ctx._replace(hparams={**ctx.hparams, "lam": jnp.asarray(0.7)})
     model.extras["boost_rate"].value[...] = jnp.asarray(1.3)
-    terms, aux = method.terms(model, batch, ctx)
+    terms, aux = jit_terms(method, model)(batch, ctx)
     out = model(batch.inputs)
     log_p = _log_softmax(out.unimodal_logits[active])
     log_q = _log_softmax(1.3 * np.asarray(out.unimodal_logits[other]))
@@ -65,7 +67,7 @@ def test_paper_form_is_ce_minus_kl_to_the_others_by_hand(epoch, active, other):
 def test_code_form_weights_the_ce_by_the_others_confidence():
     method = get_method("reconboost")
     model, batch, ctx = _setup(method)
-    terms, _ = method.terms(model, batch, ctx)
+    terms, _ = jit_terms(method, model)(batch, ctx)
     out = model(batch.inputs)
     y = np.asarray(batch.label)
     ce = -_log_softmax(out.unimodal_logits["a"])[np.arange(6), y]
