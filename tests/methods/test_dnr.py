@@ -2,17 +2,18 @@
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from jaxmm.data.types import Batch
 from jaxmm.methods import EpochContext, get_method
 from jaxmm.methods.dnr import is_reinit_epoch
 from jaxmm.models.multimodal import ModelOutput
-from jaxmm.train.batching import batches, stack_runs
 from jaxmm.train.loop import fit
-from jaxmm.train.trainer import Trainer, resolve_hparams
+from jaxmm.train.state import TrainState, build_model
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
@@ -36,6 +37,15 @@ def _context(epoch):
     return EpochContext(epoch, 10, data, outputs)
 
 
+def _two_runs(method):
+    """A two-run train state as the hook sees it (only parameters and method state are read)."""
+    models = [build_model(method, DIMS, 3, MODEL, nnx.Rngs(seed)) for seed in (0, 1)]
+    stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+    return TrainState(stack([nnx.state(m, nnx.Param) for m in models]), None, ("optimiser state",),
+                      stack([method.init_state(m, None) for m in models]), None, jnp.zeros(2, jnp.int32),
+                      jnp.full(2, 3, jnp.int32))
+
+
 def test_schedule():
     assert [e for e in range(100) if is_reinit_epoch(e, 20, 3)] == [20, 40, 60]
     assert [e for e in range(40) if is_reinit_epoch(e, 15, 2)] == [15, 30]
@@ -43,10 +53,7 @@ def test_schedule():
 
 def test_hook_reinitialises_each_encoder_by_its_purity_gap():
     method = get_method("dnr", reinit_epoch=2)
-    trainer = Trainer(method, DIMS, 3, MODEL, OPT)
-    hp = resolve_hparams(method, OPT, [{}, {}])
-    example = jax.tree.map(lambda x: x[0], next(batches(stack_runs([tiny_splits().train]), np.arange(40)[None], 16)))
-    state = trainer.init([0, 1], hp, example)
+    state = _two_runs(method)
     theta_init = jax.tree.map(np.array, state.params)
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b),
                  state.method_state["init"]["encoders"], theta_init["encoders"])

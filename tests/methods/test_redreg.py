@@ -1,5 +1,4 @@
 """RedReg method: observations, the applied update inside the trainer, modality dropout, options, fit."""
-import dataclasses
 import math
 
 import jax
@@ -36,30 +35,46 @@ def _diff(a, b):
     return jax.tree.map(lambda x, y: np.asarray(x) - np.asarray(y), a, b)
 
 
+def _joint_gradient_fn(method, trainer):
+    """Reference ``g = ∇ Σ_t w_t · mean(term_t)`` of the method's own terms (padding excluded), one run."""
+    one = lambda tree: jax.tree.map(lambda v: v[0], tree)
+
+    @jax.jit
+    def grad(state, batch, hp):
+        batch, hp = one(batch), one(hp)
+        ctx = StepContext(jax.random.PRNGKey(0), hp, state.epoch[0], one(state.method_state), state.step[0])
+
+        def loss(params):
+            terms, _ = method.terms(nnx.merge(trainer.train_def, params, one(state.rest), copy=True), batch, ctx)
+            weights = method.term_weights(ctx)
+            return sum(weights[k] * jnp.average(v, weights=batch.meta["valid"]) for k, v in terms.items())
+
+        return jax.tree.map(lambda g: g[None], jax.grad(loss)(one(state.params)))
+
+    return lambda state, batch, hp: jax.tree.map(np.asarray, grad(state, batch, hp))
+
+
 def test_applied_update_inside_the_trainer_and_gate_schedule():
     """ĝ − g = β d⊥ ⟂ g on the dominant encoder while the gate is open (epoch 0); ĝ = g once τ(1) shuts it.
 
-    SGD with lr 1 makes the applied update readable (θ_after = θ − ĝ); the plain gradient
-    g comes from the same method without its transformation, stepped from the same parameters.
+    SGD with lr 1 makes the applied update readable (θ_after = θ − ĝ); the reference
+    gradient g of the summed losses is taken directly from the method's terms.
     """
     method = get_method("redreg", num_epochs=2, tau_min=-1.0, tau_max=1.5)  # τ(0) = −1 open, τ(1) = 1.5 shut
     trainer = Trainer(method, DIMS, 3, MODEL, SGD)
-    plain = Trainer(dataclasses.replace(method, transform=None), DIMS, 3, MODEL, SGD)
     hp = resolve_hparams(method, SGD, [{}])
     two = _two_batches()
-    example = jax.tree.map(lambda x: x[0], two[0])
-    state, ref = trainer.init([0], hp, example), plain.init([0], hp, example)
-    steps = []
+    state = trainer.init([0], hp, jax.tree.map(lambda x: x[0], two[0]))
+    joint_gradient, steps = _joint_gradient_fn(method, trainer), []
     for _ in range(2):
         for batch in two:
             before = jax.tree.map(np.array, state.params)
-            ref, _ = plain.step(ref._replace(params=jax.tree.map(jnp.array, before)), batch, hp)
+            g = joint_gradient(state, batch, hp)
             state, metrics = trainer.step(state, batch, hp)
-            g, g_hat = _diff(before, ref.params), _diff(before, state.params)
-            steps.append((before, g, _diff(g_hat, g), metrics))
+            steps.append((before, g, _diff(_diff(before, state.params), g), metrics))
         state = state._replace(epoch=state.epoch + 1)
     for i in (0, 2):  # first step of an epoch: θ = θ_epoch_start, d = 0
-        jax.tree.map(lambda d: np.testing.assert_allclose(d, 0.0, atol=1e-6), steps[i][2])
+        jax.tree.map(lambda d: np.testing.assert_allclose(d, 0.0, atol=1e-5), steps[i][2])
 
     theta0, (theta1, g, delta, metrics) = steps[0][0], steps[1]
     conf = {m: float(metrics[f"confidence/{m}"][0]) for m in DIMS}
@@ -73,11 +88,11 @@ def test_applied_update_inside_the_trainer_and_gate_schedule():
         assert abs(np.vdot(delta_j, g_j)) <= 1e-3 * np.linalg.norm(delta_j) * np.linalg.norm(g_j)
         np.testing.assert_allclose(delta_j, beta * d_perp, rtol=1e-3, atol=1e-5)
     for d in _leaves_by_group(delta)[other] + jax.tree.leaves(delta["fusion_head"]):
-        np.testing.assert_allclose(d, 0.0, atol=1e-6)
+        np.testing.assert_allclose(d, 0.0, atol=1e-5)
 
     theta3, _, delta3, _ = steps[3]  # epoch 1, second step: drift ≠ 0 but the gate is shut
     assert max(np.abs(d).max() for d in jax.tree.leaves(_diff(theta3, steps[2][0]))) > 1e-3
-    jax.tree.map(lambda d: np.testing.assert_allclose(d, 0.0, atol=1e-6), delta3)
+    jax.tree.map(lambda d: np.testing.assert_allclose(d, 0.0, atol=1e-5), delta3)
 
 
 def _setup(method, valid):
