@@ -22,8 +22,10 @@ Differences to the official code (MLA ``main.py`` and BalanceBenchmark):
   code: the guard never matches, so no projection), ``add`` (BalanceBenchmark).
 * ``fusion``: ``entropy`` (per example, the paper's figure; default),
   ``entropy_batch`` (official code: one weight per modality per evaluation
-  chunk, softmax over the batch axis) or ``fixed`` (``fixed_weights``; the code's
-  non-dynamic default is 0.55 / 0.45).
+  chunk, softmax over the batch axis; the chunk is ``train.eval_batch_size``
+  examples, the last one padded with repeats, so set it to the code's test batch
+  size to match) or ``fixed`` (``fixed_weights``; the code's non-dynamic
+  default is 0.55 / 0.45).
 * The shared head is the first (sorted) modality's unimodal head, applied to
   every modality's feature (the model API builds heads at the encoder width;
   the other unimodal heads are unused and stay frozen).

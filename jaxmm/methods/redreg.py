@@ -133,6 +133,8 @@ def redreg(num_epochs: int = 0, window: int = 10, gamma: float = 0.5, momentum: 
       modal_drop: the code's annealed modality dropout (see :func:`drop_modalities`).
 
     Hyper-parameters (vmappable): ``lam_uni`` (weight of the unimodal CE terms, 1).
+    Logged per step: ``confidence/<m>`` (``p_m``), ``redundancy/<m>`` (the
+    indicator ``r_m``) and ``similarity``.
 
     Raises:
       ValueError: an option out of range.
