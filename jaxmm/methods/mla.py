@@ -122,6 +122,9 @@ def mla(projection: str = "replace", denominator: str = "scalar", base: float = 
             raise ValueError(f"mla: fixed_weights {fixed_weights} needs one weight per modality {mods}")
         active = active_of(ctx.step, mods)
         features = model.encode(batch.inputs)
+        widths = {m: f.shape[-1] for m, f in features.items()}
+        if len(set(widths.values())) != 1:
+            raise ValueError(f"mla: the shared head needs one feature width for every modality, got {widths}")
         ce = sum(jnp.where(active[i], classification_loss(model.unimodal(_shared(mods), features[m]), batch.label), 0.0)
                  for i, m in enumerate(mods))
         feature = sum(jnp.where(active[i], features[m], 0.0) for i, m in enumerate(mods))

@@ -25,6 +25,7 @@ from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _EPS = 1e-12
 
@@ -140,6 +141,10 @@ def co_information_similarity(features: Sequence[jax.Array], valid: jax.Array | 
     """
     if len(features) < 2:
         raise ValueError("co_information_similarity: needs features of at least 2 modalities.")
+    widths = {int(np.prod(f.shape[1:])) for f in features}
+    if len(widths) != 1:
+        raise ValueError(f"co_information_similarity: the modalities' features differ in width {sorted(widths)}; "
+                         f"cosines need one common width (e.g. 512 for both ResNet encoders).")
     unit = [x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), _EPS)
             for x in (jax.lax.stop_gradient(f).reshape(f.shape[0], -1).astype(jnp.float32)
                       for f in features)]

@@ -110,13 +110,22 @@ def test_bad_options(options, match):
         get_method("mla", **options)
 
 
-def test_fixed_weights_need_one_per_modality():
-    method = get_method("mla", fusion="fixed", fixed_weights=(1.0,))
+def _terms_setup(method):
     model = build_model(method, DIMS, 3, MODEL, nnx.Rngs(0))
     batch = jax.tree.map(lambda v: jnp.asarray(v[0]), next(batches(stack_runs([tiny_splits().train]),
                                                                     np.arange(40)[None], 16)))
     ctx = StepContext(jax.random.PRNGKey(0), {}, jnp.asarray(0), method.init_state(model, batch), jnp.asarray(0))
+    return model, batch, ctx
+
+
+def test_bad_models_are_named():
+    method = get_method("mla", fusion="fixed", fixed_weights=(1.0,))
     with pytest.raises(ValueError, match="one weight per modality"):
+        method.terms(*_terms_setup(method))
+    method = get_method("mla")
+    model, batch, ctx = _terms_setup(method)
+    model.encoders["b"] = type(model.encoders["b"])([4, 5], activate_output=True, rngs=nnx.Rngs(1))  # width 5 ≠ 8
+    with pytest.raises(ValueError, match="one feature width for every modality"):
         method.terms(model, batch, ctx)
 
 

@@ -3,6 +3,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxmm.monitors.redundancy_phase import (co_information_similarity, init_redundancy_phase,
                                              noisy_views, redundancy_score, update_redundancy_phase)
@@ -70,3 +71,8 @@ def test_padded_examples_are_left_out():
     v = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     np.testing.assert_allclose(co_information_similarity([a, v], valid), 0.5, rtol=1e-6)
     np.testing.assert_allclose(co_information_similarity([a, v]), 0.0, atol=1e-7)
+
+
+def test_similarity_needs_one_width():
+    with pytest.raises(ValueError, match="differ in width \\[2, 3\\]"):
+        co_information_similarity([jnp.ones((4, 2)), jnp.ones((4, 3))])
