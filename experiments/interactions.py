@@ -138,9 +138,13 @@ def run_method(name: str, datasets: dict, model_cfg, opt_cfg, epochs: int, lams)
       lams: λ candidates for methods with a ``lam`` hyper-parameter, chosen per key on validation.
 
     Returns:
-      key -> test metrics of the chosen run, with the probe metrics (``acc/probe/<m>``, ``synergy/probe``).
+      key -> test metrics of the chosen run, with the probe metrics (``acc/probe/<m>``, ``synergy/probe``)
+      on the encoder features (the ``features`` of the method's evaluation pass, per modality).
     """
     registry_name, options = METHODS.get(name, (name, {}))
+    if registry_name == "dmil":  # its modules read the encoder width; methods.md §3.3: ~1/3 of the epochs per stage
+        options = {"feature_width": model_cfg.encoder_hidden[-1], "stage_epochs": (epochs // 3, epochs // 3),
+                   **options}
     method = get_method(registry_name, **options)
     lams = list(lams) if lams and "lam" in method.hparams else [None]
     grid = [(key, lam) for key in datasets for lam in lams]
@@ -150,8 +154,8 @@ def run_method(name: str, datasets: dict, model_cfg, opt_cfg, epochs: int, lams)
     state = result.state._replace(params=result.params)
     splits = [datasets[k][1] for k, _ in grid]
     train, test = stack_runs([s.train for s in splits]), stack_runs([s.test for s in splits])
-    feats_train = result.trainer.outputs(state, train, 4096).features
-    feats_test = result.trainer.outputs(state, test, 4096).features
+    feats_train, feats_test = ({m: v for m, v in result.trainer.outputs(state, split, 4096).features.items()
+                                if m in splits[0].train.modalities} for split in (train, test))
     pred_test, _ = result.trainer.predict(state, test, 4096)
     out = {}
     for key in datasets:

@@ -1,11 +1,12 @@
 """Every registered method trains on 8 simulated CPU devices and resumes to the uninterrupted result.
 
-One subprocess (``XLA_FLAGS=--xla_force_host_platform_device_count=8``) loops over
+One subprocess per test (``XLA_FLAGS=--xla_force_host_platform_device_count=8``) loops over
 ``jaxmm.methods.available()``: per method, two runs (seeds 0, 1) train 2 epochs on the tiny
 problem with a checkpoint after each epoch; a copy of the run folder without the epoch-2
 checkpoint then resumes from epoch 1 and must end with the same parameters, method state and
 selected epochs. Compilation dominates, so a persistent compilation cache lets the resumed run
-reuse the first run's programs.
+reuse the first run's programs. All methods take minutes on 2 CPU cores, so that test is
+``slow`` (``pytest -m slow``); the default suite runs the :data:`FAST` subset.
 """
 import json
 import os
@@ -17,8 +18,10 @@ import pytest
 
 from jaxmm.methods import available
 
-# Options a method cannot run without on the tiny problem (modalities "a", "b"; 3 classes).
-OPTIONS = {"unimodal": {"modality": "a"}}
+# Options a method cannot run without on the tiny problem (modalities "a", "b"; 3 classes; encoder width 8),
+# and schedules shortened so that the two epochs cross a stage boundary (the resumed epoch is in a new stage).
+OPTIONS = {"unimodal": {"modality": "a"}, "dmil": {"feature_width": 8, "stage_epochs": (1, 1)},
+           "reconboost": {"epochs_per_stage": 1, "correct_epochs": 1}, "dnr": {"reinit_epoch": 1}}
 
 SCRIPT = textwrap.dedent("""
     import json, os, shutil, sys, tempfile, time, traceback
@@ -33,6 +36,7 @@ SCRIPT = textwrap.dedent("""
     root = tempfile.mkdtemp()
     results = {}
     for name in names:
+        print("running", name, file=sys.stderr, flush=True)
         start = time.time()
         try:
             method = get_method(name, **options.get(name, {}))
@@ -54,6 +58,7 @@ SCRIPT = textwrap.dedent("""
             results[name] = {"ok": True, "seconds": round(time.time() - start, 1)}
         except Exception:
             results[name] = {"ok": False, "error": traceback.format_exc()[-2500:]}
+    shutil.rmtree(root)
     print("RESULTS " + json.dumps(results))
 """)
 
@@ -75,6 +80,20 @@ def run_methods(names, tmp_path):
 def _check(results):
     failed = {n: r["error"] for n, r in results.items() if not r["ok"]}
     assert not failed, "\n\n".join(f"{n}:\n{e}" for n, e in failed.items())
+
+
+# The default suite's subset: a method whose stages switch parameter groups and add modules
+# (dmil), and one whose epoch hook snapshots learners and resets the optimiser (reconboost).
+FAST = ("dmil", "reconboost")
+
+
+def test_stage_switching_methods_run_sharded_and_resume(tmp_path):
+    names = [n for n in FAST if n in available()]
+    if not names:
+        pytest.skip(f"none of {FAST} is registered")
+    results = run_methods(names, tmp_path)
+    assert sorted(results) == sorted(names)
+    _check(results)
 
 
 @pytest.mark.slow
