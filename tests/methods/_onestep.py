@@ -59,13 +59,20 @@ def term_gradients(method, model, batch, ctx):
     return {n: grad(params, n) for n in names}
 
 
+def transform_of(method, modalities):
+    """The method's gradient transformation, or the identity (as the trainer) when it has none."""
+    if method.transform is None:
+        return optax.with_extra_args_support(optax.identity())
+    return method.transform(modalities, param_labels)
+
+
 def step(method, model, batch, ctx, transform_state=None):
     """One trainer step with plain SGD(lr=1): returns (gradient after the method's transform, metrics, new state).
 
     ``transform_state`` replaces the transformation's initial state (e.g. a stored snapshot).
     """
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = method.transform(model.modalities, param_labels)
+    tx = transform_of(method, model.modalities)
     sgd = optax.sgd(1.0)
     state = TrainState(params, rest, (transform_state or tx.init(params), sgd.init(params)), ctx.method_state,
                        jax.random.PRNGKey(3), jnp.asarray(ctx.step, jnp.int32), jnp.asarray(ctx.epoch, jnp.int32))
@@ -89,7 +96,7 @@ def trace_step(method, shapes=AV_SHAPES, cfg=AV, batch_size=4, classes=6):
         batch = Batch(inputs, label, jnp.arange(batch_size), {"valid": jnp.ones(batch_size)})
         model.train()
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        tx, sgd = method.transform(model.modalities, param_labels), optax.sgd(0.1)
+        tx, sgd = transform_of(method, model.modalities), optax.sgd(0.1)
         state = TrainState(params, rest, (tx.init(params), sgd.init(params)), method.init_state(model, batch),
                            jax.random.PRNGKey(0), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
         hparams = {k: jnp.asarray(v, jnp.float32) for k, v in method.hparams.items()}

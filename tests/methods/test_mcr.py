@@ -14,6 +14,7 @@ from jaxmm.train.state import build_model
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
 from ._helpers import jit_terms
+from ._onestep import assert_traces
 
 DIMS = {"a": 4, "b": 4}
 
@@ -89,6 +90,10 @@ def test_fit_trains_with_one_compilation():
     assert (losses[-1] < losses[0]).all()
     assert max(t["acc"] for t in r.test) > 0.5  # 3 classes: chance is 1/3
     assert all(np.all(np.asarray(h["train/mipd/D_a"]) > 0) for h in r.history)
+
+
+def test_traces_on_the_audio_visual_model_and_three_modalities():
+    assert_traces(get_method("mcr", num_permutations=2), ["mipd/D_a", "mipd/D_b", "mipd/D_c", "term/con"])
 
 
 def test_bad_options():

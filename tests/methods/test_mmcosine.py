@@ -15,6 +15,7 @@ from jaxmm.train.state import build_model
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
 from ._helpers import jit_terms
+from ._onestep import assert_traces
 
 DIMS = {"a": 4, "b": 5}
 CFG = dataclasses.replace(MODEL, encoder_hidden=(6,))
@@ -53,6 +54,10 @@ def test_fit_trains_with_one_compilation():
     assert (losses[-1] < losses[0]).all() and r.trainer.traces == 1
     assert min(t["acc"] for t in r.test) > 0.5  # 3 classes: chance is 1/3
     assert {"acc/a", "acc/b"} <= set(r.test[0])
+
+
+def test_traces_on_the_audio_visual_model_and_three_modalities():
+    assert_traces(get_method("mmcosine"), ["term/ce"])
 
 
 def test_bad_options_and_nonlinear_heads():

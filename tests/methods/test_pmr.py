@@ -15,6 +15,7 @@ from jaxmm.train.state import build_model
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
 from ._helpers import jit_terms
+from ._onestep import assert_traces
 
 DIMS = {"a": 4, "b": 4}
 
@@ -99,6 +100,10 @@ def test_fit_refreshes_prototypes_to_class_means_of_the_train_features():
         means = np.stack([feats[m][:, y == k].mean(1) for k in range(3)], axis=1)  # [R, C, D]
         expected = 0.5 * seen[-1][m] + 0.5 * means  # EMA after the first epoch
         np.testing.assert_allclose(r.state.method_state["prototypes"][m], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_traces_on_the_audio_visual_model_and_three_modalities():
+    assert_traces(get_method("pmr"), ["pmr_coef/a", "pmr_coef/b", "pmr_coef/c", "term/probe_ce"])
 
 
 def test_bad_options():

@@ -16,6 +16,7 @@ from jaxmm.train.state import build_model
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
 from ._helpers import jit_terms
+from ._onestep import assert_traces
 
 DIMS = {"a": 4, "b": 4}
 
@@ -100,6 +101,10 @@ def test_only_the_active_learner_moves_and_the_ensemble_trains():
     losses = [h["train/term/rectify"][0] for h in r.history]
     assert losses[3] < losses[1]
     assert r.test[0]["acc"] > 0.5  # 3 classes: chance is 1/3
+
+
+def test_traces_on_the_audio_visual_model_and_three_modalities():
+    assert_traces(get_method("reconboost"), ["boost_rate", "active_modality", "term/ga"])
 
 
 def test_bad_options():
