@@ -154,6 +154,12 @@ def _pid_xor(seed: int, probs=(0.4, 0.0, 0.4, 0.2)) -> DatasetSplits:
     return pid_xor.splits(seed, probs)
 
 
+def _imbalance(seed: int, sizes: dict | None = None, **options) -> DatasetSplits:
+    from jaxmm.data.synthetic import imbalance
+
+    return imbalance.splits(seed, imbalance.ImbalanceConfig(**options), sizes)
+
+
 def _avdigits(seed: int, data_dir=None, **options) -> DatasetSplits:
     from jaxmm.data.avdigits import load_avdigits
 
@@ -167,6 +173,10 @@ DATASETS: dict[str, DatasetEntry] = {
     "pid_xor": DatasetEntry(
         _pid_xor, "nothing (generated)",
         "PID-controlled XOR, one active source per example (option probs=(u1,u2,red,syn))"),
+    "imbalance": DatasetEntry(
+        _imbalance, "nothing (generated)",
+        "fast strong + slow weak Gaussian modalities, label = (coarse, fine) (options strong_snr, weak_snr, "
+        "strong_dim, weak_dim, num_coarse, num_fine, strong_blank, weak_blank, sizes)"),
     "avdigits": DatasetEntry(
         _avdigits,
         "data_dir (optional) = the FSDD 'recordings' folder (or its parent) of <digit>_<speaker>_<index>.wav "
