@@ -56,7 +56,7 @@ class _Gaussian(nnx.Module):
                  init_logvar: float = _INIT_LOGVAR):
         self.layer = linear(d_in, 2 * d_out if variational else d_out, rngs=rngs)
         if variational:
-            self.layer.bias.value = self.layer.bias.value.at[d_out:].set(init_logvar)
+            self.layer.bias[...] = self.layer.bias[...].at[d_out:].set(init_logvar)
         self.variational = variational
 
     def __call__(self, x, key=None):
