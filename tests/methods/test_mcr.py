@@ -5,30 +5,24 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxmm.data.types import Batch
 from jaxmm.losses.mcr import supervised_nt_xent
-from jaxmm.methods import StepContext, get_method
+from jaxmm.methods import get_method
 from jaxmm.train.loop import fit
-from jaxmm.train.state import build_model
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
 from ._helpers import jit_terms
-from ._onestep import assert_traces
+from ._onestep import assert_traces, setup
 
 DIMS = {"a": 4, "b": 4}
 
 
 def _setup(method, ignore_b=False):
-    model = build_model(method, DIMS, 3, MODEL, nnx.Rngs(0))
+    model, batch, ctx = setup(method, DIMS, batch_size=8, cfg=MODEL)
     if ignore_b:  # the fused head reads the concatenation [z_a; z_b]: zero the rows of z_b
         kernel = model.fusion_head.layers[0].kernel
         kernel[...] = kernel[...].at[8:].set(0.0)
-    rng = np.random.default_rng(0)
-    batch = Batch({m: jnp.asarray(rng.normal(size=(8, 4)), jnp.float32) for m in DIMS},
-                  jnp.asarray([0, 1, 2, 0, 1, 2, 0, 1]), jnp.arange(8), {"valid": jnp.ones(8)})
-    hp = {k: jnp.asarray(v) for k, v in method.hparams.items()}
-    return model, batch, StepContext(jax.random.key(3), hp, jnp.asarray(0), {})
+    return model, batch._replace(label=jnp.asarray([0, 1, 2, 0, 1, 2, 0, 1])), ctx
 
 
 def _jsd(p_logits, q_logits):

@@ -5,26 +5,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
-from jaxmm.data.types import Batch
 from jaxmm.methods import StepContext, get_method
 from jaxmm.train.loop import fit
-from jaxmm.train.state import build_model
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
 from ._helpers import jit_terms
-from ._onestep import assert_traces
+from ._onestep import assert_traces, setup
 
 DIMS = {"a": 4, "b": 4}
 
 
 def _setup(method, alpha=2.0):
-    model = build_model(method, DIMS, 3, MODEL, nnx.Rngs(0))
-    rng = np.random.default_rng(0)
-    batch = Batch({m: jnp.asarray(rng.normal(size=(6, 4)), jnp.float32) for m in DIMS},
-                  jnp.asarray([0, 1, 2, 0, 1, 2]), jnp.arange(6), {"valid": jnp.ones(6)})
+    model, batch, _ = setup(method, DIMS, batch_size=6, cfg=MODEL)
+    batch = batch._replace(label=jnp.asarray([0, 1, 2, 0, 1, 2]))
     z = {m: np.asarray(v, np.float64) for m, v in model.encode(batch.inputs).items()}
     y = np.asarray(batch.label)
     # "a": each class prototype sits on its examples' mean (a strong modality); "b": prototypes

@@ -5,29 +5,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
-from jaxmm.data.types import Batch
 from jaxmm.methods import StepContext, get_method
 from jaxmm.methods.reconboost import phase
 from jaxmm.train.loop import fit
-from jaxmm.train.state import build_model
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
 from ._helpers import jit_terms
-from ._onestep import assert_traces
+from ._onestep import assert_traces, setup
 
 DIMS = {"a": 4, "b": 4}
 
 
 def _setup(method, epoch=0):
-    model = build_model(method, DIMS, 3, MODEL, nnx.Rngs(0))
-    rng = np.random.default_rng(0)
-    batch = Batch({m: jnp.asarray(rng.normal(size=(6, 4)), jnp.float32) for m in DIMS},
-                  jnp.asarray([0, 1, 2, 0, 1, 2]), jnp.arange(6), {"valid": jnp.ones(6)})
-    hp = {k: jnp.asarray(v) for k, v in method.hparams.items()}
-    ctx = StepContext(jax.random.key(0), hp, jnp.asarray(epoch), method.init_state(model, batch))
+    model, batch, ctx = setup(method, DIMS, batch_size=6, cfg=MODEL)
+    batch = batch._replace(label=jnp.asarray([0, 1, 2, 0, 1, 2]))
+    ctx = ctx._replace(epoch=jnp.asarray(epoch))
     return model, batch, ctx
 
 
