@@ -17,6 +17,8 @@ from jaxmm.train.state import TrainState, build_model
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
+from ._onestep import AV, AV_SHAPES, LINEAR_HEAD, trace_step
+
 DIMS = {"a": 4, "b": 4}
 LABELS = np.array([0, 0, 0, 1, 2, 1])  # the most frequent class holds half the examples
 
@@ -94,3 +96,9 @@ def test_fit_reinitialises_once_and_trains():
     losses = np.array([h["train/loss"] for h in r.history])
     assert (losses[-1] < losses[0]).all()
     assert max(t["acc"] for t in r.test) > 0.4  # 3 classes
+
+
+def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
+    for shapes, cfg in ((AV_SHAPES, AV), ({"a": (3,), "b": (4,), "c": (2,)}, LINEAR_HEAD)):
+        metrics, (pred, uni) = trace_step(get_method("dnr"), shapes, cfg)
+        assert pred.shape == (4, 6) and uni == {} and "term/ce" in metrics  # no unimodal heads (official)

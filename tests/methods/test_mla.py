@@ -15,6 +15,8 @@ from jaxmm.train.trainer import Trainer, resolve_hparams
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
+from ._onestep import assert_traces
+
 DIMS = {"a": 4, "b": 4}
 WD = 0.01
 SGD = OptimizerConfig("sgd", 1.0, WD, momentum=0.0)  # θ' = θ − (ĝ + wd·θ): the applied ĝ is readable
@@ -137,3 +139,7 @@ def test_fit_trains_and_tracks_the_epoch_fraction():
     assert min(t["acc"] for t in r.test) > 0.4  # 3 classes
     np.testing.assert_array_equal(r.state.method_state["steps_per_epoch"], [3, 3])  # 40 examples, batch 16
     np.testing.assert_array_equal(r.state.method_state["epoch_start"], [9, 9])
+
+
+def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
+    assert_traces(get_method("mla"), ["active/c", "epoch_fraction"])

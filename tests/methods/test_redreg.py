@@ -18,6 +18,8 @@ from jaxmm.train.trainer import Trainer, resolve_hparams
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
+from ._onestep import assert_traces
+
 DIMS = {"a": 4, "b": 4}
 SGD = OptimizerConfig("sgd", 1.0, 0.0, momentum=0.0)  # update = -gradient: the applied ĝ is readable
 
@@ -174,3 +176,7 @@ def test_fit_trains_with_the_code_options():
     assert (losses[-1] < losses[0]).all()
     np.testing.assert_array_equal(r.state.method_state["num_epochs"], [3, 3])  # read by the epoch hook
     assert int(r.state.method_state["monitor"].epoch[0]) == 2
+
+
+def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
+    assert_traces(get_method("redreg", modal_drop=True), ["confidence/c", "redundancy/a", "similarity"])
