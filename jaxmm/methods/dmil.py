@@ -41,19 +41,17 @@ from jaxmm.models.multimodal import ModelOutput
 VARIANTS = ("full", "id_only")
 LAYERS = ("variational", "fc")
 COMPONENTS = ("R", "U1", "U2", "S")
-_STAGE1_MODULES = ("id",)
-_INIT_LOGVAR = -4.0  # initial log σ² of every Gaussian head (σ ≈ 0.14) [INF]  # extras/dmil/<these> train with the encoders in stage 1
+_STAGE1_MODULES = ("id",)  # extras/dmil/<these> train with the encoders in stage 1
 
 
 class _Gaussian(nnx.Module):
     """``x -> (μ, log σ²)`` of a diagonal Gaussian head (``fc``: a plain layer, log σ² = 0).
 
-    The log-variance bias starts at ``init_logvar`` [INF]: with σ ≈ 1 at initialisation the
-    samples drown the small initial means and the heads on them barely learn.
+    The log-variance bias starts at ``init_logvar``.
     """
 
     def __init__(self, d_in: int, d_out: int, variational: bool, rngs: nnx.Rngs,
-                 init_logvar: float = _INIT_LOGVAR):
+                 init_logvar: float = 0.0):
         self.layer = linear(d_in, 2 * d_out if variational else d_out, rngs=rngs)
         if variational:
             self.layer.bias[...] = self.layer.bias[...].at[d_out:].set(init_logvar)
@@ -72,9 +70,9 @@ class _IDModule(nnx.Module):
     """Intra-modality decomposition of one modality: ``q(M|Z)``, ``q(N|Z)``, decoder, head on M."""
 
     def __init__(self, width: int, latent: int, num_outputs: int, variational: bool,
-                 rngs: nnx.Rngs):
-        self.q_m = _Gaussian(width, latent, variational, rngs)
-        self.q_n = _Gaussian(width, latent, variational, rngs)
+                 init_logvar: float, rngs: nnx.Rngs):
+        self.q_m = _Gaussian(width, latent, variational, rngs, init_logvar)
+        self.q_n = _Gaussian(width, latent, variational, rngs, init_logvar)
         self.decoder = linear(2 * latent, width, rngs=rngs)
         self.head = linear(latent, num_outputs, rngs=rngs)
 
@@ -82,10 +80,11 @@ class _IDModule(nnx.Module):
 class _CDModule(nnx.Module):
     """Consistency decomposition of one modality's ``M``: ``q(R|M)``, ``q(U|M)`` (+ CLUB net)."""
 
-    def __init__(self, latent: int, variational: bool, club: bool, rngs: nnx.Rngs):
-        self.q_r = _Gaussian(latent, latent, variational, rngs)
-        self.q_u = _Gaussian(latent, latent, variational, rngs)
-        self.club = _Gaussian(latent, latent, True, rngs, init_logvar=0.0) if club else None
+    def __init__(self, latent: int, variational: bool, club: bool, init_logvar: float,
+                 rngs: nnx.Rngs):
+        self.q_r = _Gaussian(latent, latent, variational, rngs, init_logvar)
+        self.q_u = _Gaussian(latent, latent, variational, rngs, init_logvar)
+        self.club = _Gaussian(latent, latent, True, rngs) if club else None
 
 
 class DMILModule(nnx.Module):
@@ -99,16 +98,17 @@ class DMILModule(nnx.Module):
       variant: ``"full"`` or ``"id_only"``.
       layers: ``"variational"`` Gaussian heads or the ``"fc"`` ablation.
       penalty: ``"orthogonality"`` or ``"club"`` (adds CLUB's variational networks).
+      init_logvar: initial log-variance of the Gaussian heads.
       rngs: initialisation randomness.
     """
 
     def __init__(self, num_modalities: int, width: int, latent: int, num_outputs: int, *,
-                 variant: str, layers: str, penalty: str, rngs: nnx.Rngs):
+                 variant: str, layers: str, penalty: str, init_logvar: float, rngs: nnx.Rngs):
         variational = layers == "variational"
-        self.id = nnx.List([_IDModule(width, latent, num_outputs, variational, rngs)
+        self.id = nnx.List([_IDModule(width, latent, num_outputs, variational, init_logvar, rngs)
                             for _ in range(num_modalities)])
         full = variant == "full"
-        self.cd = nnx.List([_CDModule(latent, variational, penalty == "club", rngs)
+        self.cd = nnx.List([_CDModule(latent, variational, penalty == "club", init_logvar, rngs)
                             for _ in range(num_modalities)]) if full else None
         self.synergy = nnx.List([linear(4 * latent, latent, rngs=rngs),
                                  linear(latent, latent, rngs=rngs)]) if full else None
@@ -209,7 +209,8 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
          variant: str = "full", layers: str = "variational", stage_epochs: tuple = (10, 10),
          alignment: str = "infonce", align_temperature: float = 0.1,
          penalty: str = "orthogonality", reconstruction_error: str = "sse",
-         mix: str = "logits", gate_detach: bool = False, gate_in_stage2: bool = True) -> Method:
+         recon_detach_target: bool = True, init_logvar: float = -4.0, mix: str = "logits",
+         gate_detach: bool = False, gate_in_stage2: bool = True) -> Method:
     """DMIL: ID/CD decomposition, synergy from residuals, per-sample gate; three training stages.
 
     Args:
@@ -226,6 +227,11 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
       align_temperature: InfoNCE temperature [INF, 0.1].
       penalty: the ``I(U; R)`` bound: ``"orthogonality"`` (default) or ``"club"`` [INF].
       reconstruction_error: ``"sse"`` (default) or ``"mse"`` [INF].
+      recon_detach_target: ``Z^m`` is a fixed reconstruction target, so the encoder cannot lower
+        the error by shrinking ``Z`` [INF, default True].
+      init_logvar: initial log-variance of the Gaussian heads of ``M, N, R, U`` [INF, −4, i.e.
+        σ ≈ 0.14]: with σ ≈ 1 at initialisation the samples drown the small initial means and
+        the heads on them barely learn within a stage.
       mix: the gate mixes component ``"logits"`` (note; default) or ``"probs"`` [INF].
       gate_detach: the gate reads gradient-stopped components [INF, default False].
       gate_in_stage2: train the gate in stage 2 with ``L_t(Ŷ)`` [INF, default True].
@@ -261,7 +267,7 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
                              "(e.g. encoder_hidden[-1] of the MLP model, 512 for ResNet-18).")
         return {"dmil": DMILModule(num_modalities, feature_width, latent_width or feature_width,
                                    num_outputs, variant=variant, layers=layers, penalty=penalty,
-                                   rngs=rngs)}
+                                   init_logvar=init_logvar, rngs=rngs)}
 
     def init_state(model, batch):
         widths = {m: model.encode_one(m, batch.inputs[m]).shape[-1] for m in model.modalities}
@@ -277,7 +283,7 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
         y = batch.label
         t = {"task_m": sum(classification_loss(l, y) for l in out["m_logits"].values()),
              "var_mn": sum(id_variational_loss(out["z"][m], rec, mu_m, lv_m, mu_n, lv_n,
-                                               beta_kl=beta_kl,
+                                               beta_kl=beta_kl, detach_target=recon_detach_target,
                                                reconstruction_error=reconstruction_error)
                            for m, rec, (_, mu_m, lv_m, _, mu_n, lv_n)
                            in zip(model.modalities, out["recon"], out["id"])),
@@ -345,6 +351,7 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
                  "latent_width": latent_width, "variant": variant, "layers": layers,
                  "stage_epochs": stage_epochs, "alignment": alignment,
                  "align_temperature": align_temperature, "penalty": penalty,
-                 "reconstruction_error": reconstruction_error, "mix": mix,
+                 "reconstruction_error": reconstruction_error,
+                 "recon_detach_target": recon_detach_target, "init_logvar": init_logvar, "mix": mix,
                  "gate_detach": gate_detach, "gate_in_stage2": gate_in_stage2},
     )

@@ -39,6 +39,10 @@ def test_stages_and_which_parameters_train():
             first = name.startswith("encoders/") or name.startswith("extras/dmil/id/")
             assert on == (stage == 3 or (stage == 1) == first), (stage, name)
         assert any(n.startswith("extras/dmil/cd/0/club") for n in flat)
+    dm = model.extras["dmil"]
+    np.testing.assert_array_equal(dm.id[0].q_m.layer.bias[...][8:], -4.0)  # init_logvar of M, N, R, U heads
+    np.testing.assert_array_equal(dm.cd[1].q_u.layer.bias[...][8:], -4.0)
+    assert dm.cd[0].club.layer.bias[...].shape == (16,)
 
 
 def test_gate_mixes_component_logits_and_sums_to_one():
