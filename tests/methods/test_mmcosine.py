@@ -49,7 +49,7 @@ def test_logits_are_scaled_cosines_of_hand_set_features_and_weights():
 
 
 def test_fit_trains_with_one_compilation():
-    r = fit(get_method("mmcosine"), [tiny_splits()], [0, 1], MODEL, OPT, train_cfg(epochs=4))
+    r = fit(get_method("mmcosine"), [tiny_splits()], [0, 1], MODEL, OPT, train_cfg(epochs=3))
     losses = np.array([h["train/loss"] for h in r.history])
     assert (losses[-1] < losses[0]).all() and r.trainer.traces == 1
     assert min(t["acc"] for t in r.test) > 0.5  # 3 classes: chance is 1/3
