@@ -27,7 +27,8 @@ LATENTS = ("eval", "train")
 
 
 @register("mcr")
-def mcr(coupling: str = "greedy", num_permutations: int = 32, latents: str = "eval") -> Method:
+def mcr(coupling: str = "greedy", num_permutations: int = 32, latents: str = "eval",
+        contrastive: bool = True) -> Method:
     """MCR: batch-permuted latents (MIPD) with game coupling, plus supervised contrastive alignment.
 
     Args:
@@ -37,6 +38,7 @@ def mcr(coupling: str = "greedy", num_permutations: int = 32, latents: str = "ev
       latents: ``eval`` (code: a second encoder pass in eval mode, with gradients, whose
         latents and fusion head the permutations use) or ``train`` (reuse the training pass:
         one encoder pass fewer; identical for models without dropout or batch norm).
+      contrastive: add ``L_Con`` (needs encoders of one output width).
 
     Hyper-parameters (vmappable): ``lam`` (λ of MIPD; CREMA-D ResNet 0.1, AVE 0.01), ``lam_uni``
     (``multil`` 0.01), ``lam_con`` (``contr_coeff`` 1), ``tau`` (NT-Xent temperature 0.5).
@@ -56,11 +58,15 @@ def mcr(coupling: str = "greedy", num_permutations: int = 32, latents: str = "ev
         head = pure(source, lambda mod, lat: categorical(mod.fuse(lat)))
         divergences = permutation_divergences(head, z, categorical(out.logits), ctx.rng, coupling=coupling,
                                               num_permutations=num_permutations)
-        names = list(out.features)
         t = {"ce": classification_loss(out.logits, batch.label), "uni_ce": unimodal_ce(out, batch.label),
-             "mipd": jnp.where(where, -sum(divergences.values()), 0.0),
-             "con": supervised_nt_xent([out.features[m] for m in names], batch.label,
-                                       temperature=ctx.hparams["tau"], where=where)}
+             "mipd": jnp.where(where, -sum(divergences.values()), 0.0)}
+        if contrastive:
+            widths = {m: f.shape[-1] for m, f in out.features.items()}
+            if len(set(widths.values())) > 1:
+                raise ValueError(f"MCR's contrastive term compares the modalities' features, which need one width; "
+                                 f"got {widths}. Give the encoders one output width or pass contrastive=False.")
+            t["con"] = supervised_nt_xent(list(out.features.values()), batch.label, temperature=ctx.hparams["tau"],
+                                          where=where)
         return t, {f"mipd/D_{m}": jnp.sum(jnp.where(where, d, 0.0)) / jnp.maximum(jnp.sum(where), 1)
                    for m, d in divergences.items()}
 
@@ -70,5 +76,6 @@ def mcr(coupling: str = "greedy", num_permutations: int = 32, latents: str = "ev
                                   "con": ctx.hparams["lam_con"]},
         hparams={"lam": 0.1, "lam_uni": 0.01, "lam_con": 1.0, "tau": 0.5},
         model=ModelSpec(fuse=True, unimodal_heads=True),
-        options={"coupling": coupling, "num_permutations": num_permutations, "latents": latents},
+        options={"coupling": coupling, "num_permutations": num_permutations, "latents": latents,
+                 "contrastive": contrastive},
     )

@@ -6,8 +6,11 @@ import pytest
 from flax import nnx
 
 from jaxmm.losses.mcr import supervised_nt_xent
-from jaxmm.methods import get_method
+from jaxmm.data.types import Batch
+from jaxmm.methods import StepContext, get_method
+from jaxmm.models.multimodal import ModelConfig
 from jaxmm.train.loop import fit
+from jaxmm.train.state import build_model
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
@@ -90,7 +93,7 @@ def test_fit_trains_with_one_compilation():
 
 
 def test_traces_on_the_audio_visual_model_and_three_modalities():
-    assert_traces(get_method("mcr", num_permutations=2), ["mipd/D_a", "mipd/D_b", "mipd/D_c", "term/con"])
+    assert_traces(get_method("mcr"), ["mipd/D_a", "mipd/D_b", "mipd/D_c", "term/con"])
 
 
 def test_bad_options():
@@ -100,3 +103,13 @@ def test_bad_options():
         get_method("mcr", latents="test")
     with pytest.raises(ValueError, match="num_permutations"):
         get_method("mcr", num_permutations=0)
+    # An MLP (width 4) and a ResNet (width 512) encoder: traced only.
+    shapes, cfg = {"a": (3,), "b": (1, 16, 16)}, ModelConfig(encoders={"b": "audio"}, encoder_hidden=(4,))
+    batch = Batch({m: jnp.zeros((4, *s)) for m, s in shapes.items()}, jnp.arange(4) % 3, jnp.arange(4),
+                  {"valid": jnp.ones(4)})
+    ctx = StepContext(jax.random.key(0), {"tau": 0.5}, 0, {})
+    terms = lambda method: jax.eval_shape(lambda: method.terms(build_model(method, shapes, 3, cfg, nnx.Rngs(0)),
+                                                               batch, ctx))[0]
+    with pytest.raises(ValueError, match="one width"):
+        terms(get_method("mcr", num_permutations=2))
+    assert "con" not in terms(get_method("mcr", num_permutations=2, contrastive=False))
