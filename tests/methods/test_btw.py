@@ -125,8 +125,11 @@ def test_bad_options_raise():
         get_method("btw", refresh_every=0)
     with pytest.raises(ValueError, match=r"smooth=1.5"):
         get_method("btw", smooth=1.5)
+    small = get_method("btw", max_examples=20)
+    _, state = _state(small)
+    labels = np.zeros(40, np.int64)
     with pytest.raises(ValueError, match="max_examples >= 40"):
-        fit(get_method("btw", max_examples=20), [tiny_splits()], [0], MODEL, OPT, train_cfg(epochs=1))
+        small.epoch_end(state, {}, _context(0, None, np.zeros((40, 3), np.float32), labels))
 
 
 def test_fit_refreshes_weights_and_trains_with_one_compilation():
