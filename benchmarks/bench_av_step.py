@@ -3,6 +3,8 @@
 The model is the GeWu-Lab/OGM-GE ``concat`` baseline (audio and visual ResNet-18,
 concatenation, Linear head) trained with mean softmax cross-entropy and SGD
 (momentum 0.9, weight decay 1e-4), on one fixed batch of random data. The jaxmm
+model is the trainer's own :class:`~jaxmm.models.multimodal.MultimodalClassifier`
+built from the ``crema_d`` protocol's model config (without unimodal heads); its
 step is one ``jax.jit`` over the ``nnx.split`` state (merge inside, split out,
 state donated), as DESIGN.md prescribes; the PyTorch step is
 :func:`benchmarks.torch_reference.torch_train_step`. Each configuration runs
@@ -24,52 +26,41 @@ import os
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import argparse
+import dataclasses
 import functools
 import json
 import pathlib
 import platform
-import re
-import statistics
-import time
 from collections.abc import Callable
 
-import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
 from flax import nnx
 
+from benchmarks._common import add_protocol_args, device_name, jax_environment, time_steps
 from benchmarks.torch_reference import build_torch_av_model, make_torch_optimizer, torch_train_step
-from jaxmm.models.fusion import ConcatFusion, linear_kernel_init
-from jaxmm.models.resnet import AudioEncoder, VisualEncoder
+from jaxmm.models.multimodal import MultimodalClassifier
+from jaxmm.train.protocols import protocol
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 LEARNING_RATE = 1e-3
 MOMENTUM = 0.9
 WEIGHT_DECAY = 1e-4
-DTYPES = {"fp32": (None, None), "bf16": (jnp.bfloat16, torch.bfloat16)}  # name -> (jax compute, torch autocast)
+DTYPES = {"fp32": ("float32", None), "bf16": ("bfloat16", torch.bfloat16)}  # name -> (jax compute, torch autocast)
 
 
-class AVConcatModel(nnx.Module):
-    """Audio + visual ResNet-18 encoders, concatenation and a Linear head.
+def build_jax_model(args: argparse.Namespace, dtype: str) -> MultimodalClassifier:
+    """The trainer's audio-visual classifier (``crema_d`` protocol, concat + Linear, no unimodal heads).
 
     Args:
-      num_classes: number of logits.
-      dtype: encoder computation dtype (``None``: float32).
-      rngs: random streams for initialisation.
+      args: command-line options (input sizes, classes).
+      dtype: compute dtype name, ``float32`` or ``bfloat16``.
     """
-
-    def __init__(self, num_classes: int, *, dtype, rngs: nnx.Rngs):
-        self.audio = AudioEncoder(dtype=dtype, rngs=rngs)
-        self.visual = VisualEncoder(dtype=dtype, rngs=rngs)
-        self.fusion = ConcatFusion({"audio": self.audio.out_features, "visual": self.visual.out_features})
-        self.head = nnx.Linear(self.fusion.out_features, num_classes, kernel_init=linear_kernel_init, rngs=rngs)
-
-    def __call__(self, audio: jax.Array, visual: jax.Array) -> jax.Array:
-        """Logits ``[B, num_classes]`` from audio ``[B, 1, F, T]`` and a clip ``[B, 3, T, H, W]``."""
-        return self.head(self.fusion({"audio": self.audio(audio), "visual": self.visual(visual)}))
+    cfg = dataclasses.replace(protocol("crema_d").model, dtype=dtype)
+    shapes = {"audio": (1, *args.audio_size), "visual": (3, args.frames, args.image_size, args.image_size)}
+    return MultimodalClassifier(shapes, args.num_classes, cfg, unimodal_heads=False, rngs=nnx.Rngs(0))
 
 
 def random_batch(args: argparse.Namespace) -> dict[str, np.ndarray]:
@@ -90,12 +81,12 @@ def jax_step_runner(args: argparse.Namespace, batch: dict[str, np.ndarray], dtyp
     Args:
       args: command-line options.
       batch: host batch from :func:`random_batch`.
-      dtype: encoder computation dtype.
+      dtype: encoder compute dtype name.
 
     Returns:
       A function that runs one training step and returns its (asynchronous) loss.
     """
-    model = AVConcatModel(args.num_classes, dtype=dtype, rngs=nnx.Rngs(0))
+    model = build_jax_model(args, dtype)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY), optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
@@ -104,7 +95,7 @@ def jax_step_runner(args: argparse.Namespace, batch: dict[str, np.ndarray], dtyp
     def loss_fn(params, rest, batch):
         # copy=True: fresh Variables in this (grad) trace, so BatchNorm may update its statistics.
         model = nnx.merge(graphdef, params, rest, copy=True)
-        logits = model(batch["audio"], batch["visual"])
+        logits = model({"audio": batch["audio"], "visual": batch["visual"]}).logits
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
         return loss, nnx.split(model, nnx.Param, ...)[2]
 
@@ -134,47 +125,10 @@ def torch_step_runner(
     return functools.partial(torch_train_step, model, opt, device_batch, amp_dtype=amp_dtype)
 
 
-def time_steps(run: Callable[[], object], warmup: int, steps: int) -> dict[str, float]:
-    """Runs ``warmup`` + ``steps`` steps, each synchronised by reading the loss to the host.
-
-    Returns:
-      ``first_step_s`` (includes compilation), ``median_ms``/``min_ms``/``max_ms``
-      over the timed steps, and the last loss.
-    """
-    start = time.perf_counter()
-    float(run())
-    first_step_s = time.perf_counter() - start
-    for _ in range(max(warmup - 1, 0)):
-        float(run())
-    times, loss = [], float("nan")
-    for _ in range(steps):
-        start = time.perf_counter()
-        loss = float(run())
-        times.append(1e3 * (time.perf_counter() - start))
-    return {
-        "first_step_s": first_step_s,
-        "median_ms": statistics.median(times),
-        "min_ms": min(times),
-        "max_ms": max(times),
-        "last_loss": loss,
-    }
-
-
-def device_name() -> str:
-    """File-name-safe name of the first jax device, e.g. ``cpu`` or ``nvidia_h100_80gb_hbm3``."""
-    return re.sub(r"[^a-z0-9]+", "_", jax.devices()[0].device_kind.lower()).strip("_")
-
-
 def parse_args() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--frames", type=int, default=3)
-    parser.add_argument("--audio-size", type=int, nargs=2, default=(257, 188), metavar=("FREQ", "TIME"))
-    parser.add_argument("--num-classes", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=50, help="timed steps (median reported)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps, the first one compiles")
+    add_protocol_args(parser, steps=50, warmup=5)
     parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["fp32", "bf16"])
     parser.add_argument(
         "--out", type=pathlib.Path, default=None, help="JSON path (default: results/av_step_<device>.json)"
@@ -213,14 +167,10 @@ def main() -> None:
         "benchmark": "av_step",
         "config": vars(args) | {"audio_size": list(args.audio_size), "out": str(out)},
         "environment": {
-            "jax_device": jax.devices()[0].device_kind,
+            **jax_environment(),
             "torch_device": (
                 torch.cuda.get_device_name() if torch_device.type == "cuda" else platform.processor() or "cpu"
             ),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "flax": flax.__version__,
             "torch": torch.__version__,
             "torch_cudnn_benchmark": torch_device.type == "cuda",
         },

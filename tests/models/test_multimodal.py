@@ -28,10 +28,16 @@ AV_SHAPES = {"audio": (1, 32, 24), "visual": (3, 2, 32, 32)}  # [1, F, T] and [C
 BATCH = 4
 
 
+_BUILT = {}
+
+
 def _abstract(shapes, cfg, num_outputs=6, **kw):
-    """The model's graph definition, params and rest, as shapes only (nothing compiled)."""
-    model = nnx.eval_shape(lambda: MultimodalClassifier(shapes, num_outputs, cfg, rngs=nnx.Rngs(0), **kw))
-    return nnx.split(model, nnx.Param, ...)
+    """The model's graph definition, params and rest, as shapes only (nothing compiled; cached per config)."""
+    key = repr((shapes, cfg, num_outputs, kw))
+    if key not in _BUILT:
+        model = nnx.eval_shape(lambda: MultimodalClassifier(shapes, num_outputs, cfg, rngs=nnx.Rngs(0), **kw))
+        _BUILT[key] = nnx.split(model, nnx.Param, ...)
+    return _BUILT[key]
 
 
 def _inputs(shapes, dtypes=None):
