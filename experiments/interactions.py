@@ -12,9 +12,15 @@ dataset (BROJA, :mod:`jaxmm.metrics.pid`):
   source block is active (an active block lies exactly in its projection's range: zero
   least-squares residual) and the sign of its recovered latent; these codes carry the planted
   information, so the PID recovers the composition (``R = p_red``, ``U1 = p_u1``, ``S = p_syn``).
+  Only while ``p_u2 = 0``: with both unique sources present BROJA's minimiser may pair a u1
+  example's x0 with a u2 example's x1 and count part of the unique information as redundant.
 * ``kmeans`` codes: k-means (8 clusters) of each modality's standardised training inputs, the
   generic estimate one can make on real data (it under-counts information that k-means cells
   do not separate); the only estimate for avdigits.
+
+Models: the PID-XOR MLP of ``pid-xor`` (unimodal heads trained with the encoders, not detached, so
+that head-based methods work) and the README's avdigits MLP. Method defaults otherwise, except that
+DMIL gets the encoder width and stages of a third of the epochs each, and MMCosine one-Linear heads.
 
 ``--protocol small`` (default) is sized for a shared CPU (width 64, 20 epochs, method defaults);
 ``--protocol paper`` follows the SynIB PID-XOR protocol (width 1024, 30 epochs, λ ∈ {0.1, 1, 10}
@@ -53,6 +59,7 @@ METHODS = {  # shown name -> (registry name, options)
 }
 PROTOCOLS = {"small": {"width": 64, "epochs": 20, "avdigits_epochs": 10, "lams": ""},
              "paper": {"width": 1024, "epochs": 30, "avdigits_epochs": 30, "lams": "0.1,1,10"}}
+MODEL_NEEDS = {"mmcosine": {"unimodal_hidden": ()}}  # its heads are the class-weight matrices: one Linear each
 P_SYN = (0.1, 0.2, 0.4)
 KMEANS_BINS = 8
 AVDIGITS_MODEL = MLPModelConfig(encoder_hidden=(128, 64), fusion_hidden=(64,))
@@ -146,6 +153,7 @@ def run_method(name: str, datasets: dict, model_cfg, opt_cfg, epochs: int, lams)
         options = {"feature_width": model_cfg.encoder_hidden[-1], "stage_epochs": (epochs // 3, epochs // 3),
                    **options}
     method = get_method(registry_name, **options)
+    model_cfg = dataclasses.replace(model_cfg, **MODEL_NEEDS.get(registry_name, {}))
     lams = list(lams) if lams and "lam" in method.hparams else [None]
     grid = [(key, lam) for key in datasets for lam in lams]
     result = fit(method, [datasets[k][1] for k, _ in grid], [datasets[k][0] for k, _ in grid], model_cfg, opt_cfg,
@@ -174,8 +182,10 @@ def run_all(methods, datasets: dict, model_cfg, opt_cfg, epochs, lams) -> tuple[
     """
     results, failed = {}, {}
     for m in methods:
+        timer = Timer()
         try:
             results[m] = run_method(m, datasets, model_cfg, opt_cfg, epochs, lams)
+            print(f"{m}: done in {timer.seconds:.0f} s", flush=True)
         except Exception as exc:  # one broken method must not lose the others' results
             failed[m] = "".join(traceback.format_exception_only(exc)).strip()
             print(f"warning: {m} failed and is left out: {failed[m]}")
