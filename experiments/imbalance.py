@@ -8,8 +8,8 @@ fused test accuracy, each modality's accuracy as a linear probe on its frozen
 encoder features (:mod:`jaxmm.metrics.probe`, fitted on the train split) and as
 its unimodal head (when the method has one). ``unimodal`` runs once per modality
 and gives the reference: the same modality trained alone. The imbalance measure
-over training is each modality's probe accuracy divided by the final probe
-accuracy of that modality trained alone ("utilisation"), one panel per method.
+over training is each modality's validation probe accuracy divided by the final
+one of that modality trained alone ("utilisation"), one panel per method.
 
     jaxmm experiment imbalance [--methods vanilla,unimodal,ogm_ge] [--seeds 0,1,2] [--protocol small|full]
 """
@@ -93,7 +93,8 @@ def with_probe(method: Method, num_classes: int, l2: float = PROBE_L2) -> Method
     return dataclasses.replace(method, epoch_end=epoch_end)
 
 
-def run_dataset(tag: str, splits, methods, seeds, epochs: int, out_path: str, progress: bool = True) -> dict:
+def run_dataset(tag: str, splits, methods, seeds, epochs: int, out_path: str, progress: bool = True,
+                optimizer: OptimizerConfig = OPTIMIZER) -> dict:
     """Trains every method on one dataset; returns ``{label: {"test": [...], "history": [...]}}``."""
     modalities = splits[0].modalities
     results = {}
@@ -101,7 +102,7 @@ def run_dataset(tag: str, splits, methods, seeds, epochs: int, out_path: str, pr
         for label, method in expand(name, modalities):
             cfg = TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, select="last", checkpoint_every=0,
                               progress=progress)
-            res = fit(with_probe(method, splits[0].num_classes), splits, seeds, MODEL, OPTIMIZER, cfg,
+            res = fit(with_probe(method, splits[0].num_classes), splits, seeds, MODEL, optimizer, cfg,
                       run_dir=f"{out_path}/{tag}/{label}")
             last = res.history[-1]
             test = [{**t, **{f"probe/{m}": last[f"probe/test/{m}"][r] for m in modalities
@@ -135,14 +136,14 @@ def table(results: dict, modalities) -> str:
 
 
 def utilisation(results: dict, modalities) -> dict:
-    """``{label: {modality: [R, E] probe val accuracy / final probe test accuracy of unimodal[modality]}}``."""
+    """``{label: {modality: [R, E] probe val accuracy / final probe val accuracy of unimodal[modality]}}``."""
     out = {}
     for label, res in results.items():
         for m in modalities:
             ref = results.get(f"unimodal[{m}]")
             if ref is None or m not in res["curves"]:
                 continue
-            final = np.mean([t[f"probe/{m}"] for t in ref["test"]])
+            final = np.mean(np.asarray(ref["curves"][m])[:, -1])
             out.setdefault(label, {})[m] = np.asarray(res["curves"][m]) / final
     return out
 
@@ -200,6 +201,9 @@ def main(argv=None) -> dict:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="small")
     p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs (both datasets)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default=OPTIMIZER.name,
+                   help="adam (default) or sgd with momentum 0.9 (the GeWu-Lab protocols' optimiser)")
+    p.add_argument("--lr", type=float, default=OPTIMIZER.lr)
     p.add_argument("--datasets", default="synthetic,avdigits", help="subset of synthetic,avdigits")
     p.add_argument("--out-dir", default="runs")
     p.add_argument("--figure-dir", default=None, help="also copy the figures there (e.g. docs/figures)")
@@ -227,7 +231,8 @@ def main(argv=None) -> dict:
                 sections["avdigits"] = "skipped: FSDD recordings not found (see the printed message)."
                 continue
         modalities = splits[0].modalities
-        results = run_dataset(tag, splits, methods, seeds, epochs, out.path)
+        results = run_dataset(tag, splits, methods, seeds, epochs, out.path,
+                              optimizer=dataclasses.replace(OPTIMIZER, name=args.optimizer, lr=args.lr))
         text = table(results, modalities)
         if bayes:
             text += "\n\nBayes-optimal accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in bayes.items())
