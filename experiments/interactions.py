@@ -214,7 +214,8 @@ def pid_table(estimates: dict) -> str:
 def plot(results: dict, points, seeds, path: str, title: str) -> None:
     """Against ``p_syn``: synergy-source accuracy, synergy indicator (heads solid, probes dashed), fused accuracy."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    colors = plt.get_cmap("tab20")
     x = [p[3] for p in points]
     panels = (("acc/source/syn", "synergy-source test accuracy"), ("synergy", "synergy indicator"),
               ("acc", "fused test accuracy"))
@@ -223,13 +224,13 @@ def plot(results: dict, points, seeds, path: str, title: str) -> None:
             for key, style in ((metric, "-"), ("synergy/probe", "--")) if metric == "synergy" else ((metric, "-"),):
                 values = np.array([[results[m][(p, s)].get(key, np.nan) for s in seeds] for p in points])
                 if not np.all(np.isnan(values)):
-                    ax.errorbar(x, np.nanmean(values, 1), np.nanstd(values, 1), fmt="o" + style, color=f"C{i % 10}",
+                    ax.errorbar(x, np.nanmean(values, 1), np.nanstd(values, 1), fmt="o" + style, color=colors(i % 20),
                                 capsize=2, label=m if style == "-" or metric != "synergy" else None)
             ax.set_title(label)
             ax.set_xlabel("p_syn")
             ax.grid(alpha=0.3)
     axes[1].text(0.02, 0.95, "solid: heads, dashed: probes", transform=axes[1].transAxes, fontsize=7, va="top")
-    axes[2].legend(fontsize=7, loc="lower left")
+    axes[2].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(title)
     save_figure(fig, path)
 
