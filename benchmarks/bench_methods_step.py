@@ -1,7 +1,7 @@
 """Training-step time of every registered method on the audio-visual protocol, relative to vanilla.
 
 Each method is built with its default options (``unimodal`` with
-``modality=audio``) and trained through the real jaxmm step, :meth:`Trainer.step
+``modality=audio``, ``dmil`` with the ResNet feature width) and trained through the real jaxmm step, :meth:`Trainer.step
 <jaxmm.train.trainer.Trainer.step>` (one run, the ``crema_d`` protocol's two
 ResNet-18s, SGD with momentum), on one fixed batch of random data in the
 readers' layouts (audio ``[B, F, T, 1]`` float32, frames ``[B, T, S, S, 3]``
@@ -34,11 +34,12 @@ import numpy as np
 from benchmarks._common import add_protocol_args, device_name, jax_environment, time_steps
 from jaxmm.data.types import Batch
 from jaxmm.methods import available, get_method
+from jaxmm.models.resnet import FEATURE_DIM
 from jaxmm.train.protocols import protocol
 from jaxmm.train.trainer import Trainer, resolve_hparams
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
-METHOD_OPTIONS = {"unimodal": {"modality": "audio"}}
+METHOD_OPTIONS = {"unimodal": {"modality": "audio"}, "dmil": {"feature_width": FEATURE_DIM}}
 """Options a method cannot be built without."""
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 
