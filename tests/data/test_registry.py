@@ -82,10 +82,10 @@ def assert_splits_equal(a: DatasetSplits, b: DatasetSplits):
 
 
 def test_every_dataset_is_registered_with_what_it_needs():
-    assert set(registry.DATASETS) == set(CASES) | {"spurious_xor", "pid_xor"}
+    assert set(registry.DATASETS) == set(CASES) | {"spurious_xor", "pid_xor", "imbalance"}
     for name, entry in registry.DATASETS.items():
         assert entry.summary and entry.needs
-        assert (entry.data_dir == "unused") == (name in ("spurious_xor", "pid_xor"))
+        assert (entry.data_dir == "unused") == (name in ("spurious_xor", "pid_xor", "imbalance"))
     assert "AudioWAV/<name>.wav" in registry.DATASETS["crema_d"].needs
     assert "train.csv" not in registry.DATASETS["crema_d_irony"].needs
     assert "ucfTrainTestlist/classInd.txt" in registry.DATASETS["ucf101"].needs
@@ -110,7 +110,7 @@ def test_loads_like_the_reader_and_reloads_from_the_cache(name, tmp_path):
 
 
 def test_generated_datasets_take_no_file_options():
-    for name in ("spurious_xor", "pid_xor"):
+    for name in ("spurious_xor", "pid_xor", "imbalance"):
         with pytest.raises(ValueError, match="generated in memory and reads no files; drop cache_dir, data_dir"):
             registry.load_dataset(name, 0, data_dir="/data", cache_dir="/cache")
 
@@ -128,7 +128,7 @@ def test_irony_mutation_follows_the_run_seed_over_one_cached_base(tmp_path):
 
 def test_errors_name_what_to_fix(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'mnist'; available: avdigits, avmnist, crema_d, "
-                                         "crema_d_irony, hateful_memes, kinetics_sounds, mfeat, multibench, pid_xor"):
+                                         "crema_d_irony, hateful_memes, imbalance, kinetics_sounds, mfeat, multibench, pid_xor"):
         registry.load_dataset("mnist", 0)
     with pytest.raises(ValueError, match="'crema_d' reads files: give its folder as data_dir"):
         registry.load_dataset("crema_d", 0)
