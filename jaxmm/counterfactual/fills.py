@@ -16,17 +16,27 @@ def fill_values(kind: str, key: jax.Array, x: jax.Array, stats: FeatureStats | N
       kind: ``"noise"`` — N(0, 1) (the synthetic protocols); ``"ema"`` — N(μ, s² − μ²)
         from running per-feature statistics (paper App. D); ``"shuffle"`` — the
         same features of other examples of the batch (the official random-mask code).
+        Integer inputs (uint8 video frames) get uniform noise over the dtype's range
+        for ``"noise"`` and rounded, clipped draws for ``"ema"``.
       key: PRNG key.
       x: the clean values.
       stats: running statistics, required for ``"ema"``.
     """
+    integer = jnp.issubdtype(x.dtype, jnp.integer)
     if kind == "noise":
+        if integer:
+            info = jnp.iinfo(x.dtype)
+            return jax.random.randint(key, x.shape, info.min, info.max + 1, jnp.int32).astype(x.dtype)
         return jax.random.normal(key, x.shape, x.dtype)
     if kind == "ema":
         if stats is None:
             raise ValueError("fill='ema' needs running feature statistics")
         std = jnp.sqrt(jnp.maximum(stats.second_moment - stats.mean**2, 0.0))
-        return (stats.mean + std * jax.random.normal(key, x.shape)).astype(x.dtype)
+        draw = stats.mean + std * jax.random.normal(key, x.shape)
+        if integer:
+            info = jnp.iinfo(x.dtype)
+            draw = jnp.clip(jnp.round(draw), info.min, info.max)
+        return draw.astype(x.dtype)
     if kind == "shuffle":
         return x[jax.random.permutation(key, x.shape[0])]
     raise ValueError(f"unknown fill {kind!r}; choose one of {FILLS}")
