@@ -88,8 +88,9 @@ class Method:
         whose prediction is not the plain ``model(inputs)`` (a shared head, a gated
         mixture, a cosine head in ``model.extras``); ``None``: ``model(inputs)``.
       init_state: ``(model, example batch) -> method state`` (default: empty dict).
-      extra_modules: ``(trunk_width, num_outputs, rngs) -> {name: nnx.Module}`` the
-        method adds to the model (``model.extras``), or ``None``.
+      extra_modules: ``(trunk_width, num_outputs, rngs, feature_widths) -> {name: nnx.Module}``
+        the method adds to the model (``model.extras``; ``feature_widths``: modality -> encoder
+        output width), or ``None``.
       transform: ``(modalities, labels) -> optax.GradientTransformationExtraArgs``
         applied to the gradient before the optimiser (``labels`` maps parameters to
         their group: a modality name for its encoder, ``"head"`` for unimodal heads,

@@ -158,7 +158,7 @@ def btw(apply: str = "embedding", combine: str = "kl+mi", mi_estimator: str = "k
         term_weights=lambda ctx: {"ce": 1.0, "uni_ce": ctx.hparams["lam_uni"]},
         hparams={"lam_uni": 1.0}, model=ModelSpec(fuse=True, unimodal_heads=True),
         forward=forward, init_state=init_state,
-        extra_modules=lambda width, num_outputs, rngs: {"btw": ModalityBuffer(1.0)},
+        extra_modules=lambda width, num_outputs, rngs, feature_widths: {"btw": ModalityBuffer(1.0)},
         epoch_end=epoch_end,
         options={"apply": apply, "combine": combine, "mi_estimator": mi_estimator, "k": k,
                  "refresh_every": refresh_every, "smooth": smooth, "smooth_step": smooth_step,

@@ -214,8 +214,8 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
     """DMIL: ID/CD decomposition, synergy from residuals, per-sample gate; three training stages.
 
     Args:
-      feature_width: the encoders' output width ``D`` (the extra modules are built before the
-        model is seen; e.g. ``encoder_hidden[-1]`` of the MLP model, 512 for ResNet-18).
+      feature_width: the encoders' output width ``D`` (0: read from the model, whose encoders
+        must then all have the same width; a value > 0 is checked against the model).
       num_modalities: number of modalities the model has.
       latent_width: width ``d`` of every latent (0: ``feature_width``) [INF].
       variant: ``"full"`` (two modalities: ID + CD + synergy, 4-way gate) or ``"id_only"``
@@ -261,21 +261,16 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
     full = variant == "full"
     club = full and penalty == "club"
 
-    def extra_modules(trunk_width, num_outputs, rngs):
-        if feature_width <= 0:
-            raise ValueError("method 'dmil' needs feature_width=<the encoders' output width> "
-                             "(e.g. encoder_hidden[-1] of the MLP model, 512 for ResNet-18).")
-        return {"dmil": DMILModule(num_modalities, feature_width, latent_width or feature_width,
+    def extra_modules(trunk_width, num_outputs, rngs, feature_widths):
+        widths = set(feature_widths.values())
+        width = feature_width or (widths.pop() if len(widths) == 1 else 0)
+        if len(feature_widths) != num_modalities or set(feature_widths.values()) != {width}:
+            raise ValueError(f"dmil was built for {num_modalities} modalities of width {feature_width or 'any'} "
+                             f"(equal for all), but the model's encoders output {dict(feature_widths)}; set "
+                             "num_modalities (and feature_width, or equal encoder widths) to match.")
+        return {"dmil": DMILModule(num_modalities, width, latent_width or width,
                                    num_outputs, variant=variant, layers=layers, penalty=penalty,
                                    init_logvar=init_logvar, rngs=rngs)}
-
-    def init_state(model, batch):
-        widths = {m: model.encode_one(m, batch.inputs[m]).shape[-1] for m in model.modalities}
-        if len(widths) != num_modalities or set(widths.values()) != {feature_width}:
-            raise ValueError(f"dmil was built for {num_modalities} modalities of width "
-                             f"{feature_width}, but the model's encoders output {widths}; set "
-                             "feature_width and num_modalities to match.")
-        return {}
 
     def terms(model, batch, ctx):
         beta_kl = ctx.hparams["beta_kl"] if variational else 0.0
@@ -344,7 +339,7 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
         name="dmil", summary=dmil.__doc__.splitlines()[0], terms=terms, term_weights=term_weights,
         hparams={"alpha": 1.0, "beta": 0.1, "gamma": 0.1, "beta_kl": 1e-3},
         model=ModelSpec(fuse=False, unimodal_heads=False), forward=forward,
-        init_state=init_state, extra_modules=extra_modules, transform=transform,
+        extra_modules=extra_modules, transform=transform,
         update_mask=lambda params, extra: trained_in_stage(params, stage_of(extra["epoch"],
                                                                             stage_epochs)),
         options={"feature_width": feature_width, "num_modalities": num_modalities,

@@ -193,7 +193,7 @@ def iibalance(budgets: tuple = (), warmup_epochs: int = 5, budget_method: str = 
         term_weights=term_weights, hparams={"lam": 1.0, "lam_uni": 1.0},
         model=ModelSpec(fuse=False, unimodal_heads=True), forward=forward,
         init_state=init_state, epoch_end=epoch_end,
-        extra_modules=lambda width, num_outputs, rngs: {
+        extra_modules=lambda width, num_outputs, rngs, feature_widths: {
             "iib_gate": MLP([1, gate_hidden, 1], rngs=rngs), "iib_budgets": ModalityBuffer(1.0)},
         options={"budgets": fixed, "warmup_epochs": warmup_epochs, "budget_method": budget_method,
                  "momentum": momentum, "temperature": temperature, "ramp_fraction": ramp_fraction,

@@ -134,7 +134,7 @@ def reconboost(form: str = "code", ga: str = "detached", epochs_per_stage: int =
         model=ModelSpec(fuse=False, unimodal_heads=True),
         forward=ensemble_forward,
         init_state=init_state,
-        extra_modules=lambda width, k, rngs: {"boost_rate": BoostRate()},
+        extra_modules=lambda width, k, rngs, feature_widths: {"boost_rate": BoostRate()},
         epoch_end=epoch_end,
         options={"form": form, "ga": ga, "epochs_per_stage": epochs_per_stage, "correct_epochs": correct_epochs,
                  "reset_optimizer": reset_optimizer},

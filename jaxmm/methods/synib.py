@@ -89,7 +89,7 @@ def synib(mask: str = "random", reference: str = "uniform", fill: str = "noise",
         hparams={"lam": 10.0, "lam_uni": 0.05, "p": 0.4, "lam_sp": 0.03, "l_pareto": 1.0},
         model=ModelSpec(fuse=True, unimodal_heads=True),
         init_state=lambda model, batch: {"masking": _masking.init_masking_state(model, batch, cfg)},
-        extra_modules=(lambda width, k, rngs: {"logvar_head": nnx.Linear(width, k, rngs=rngs)}) if gaussian else None,
+        extra_modules=(lambda width, k, rngs, feature_widths: {"logvar_head": nnx.Linear(width, k, rngs=rngs)}) if gaussian else None,
         options={**dataclasses.asdict(cfg), "reference": reference, "anneal_epochs": anneal_epochs, "anchor": anchor},
     )
 

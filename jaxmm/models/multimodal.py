@@ -115,9 +115,10 @@ class MultimodalClassifier(nnx.Module):
       config: see :class:`ModelConfig`.
       unimodal_heads: build a head per modality on its encoder feature.
       fuse: build the fusion module and fused head (unimodal-only models skip them).
-      extra_modules: ``(trunk_width, num_outputs, rngs) -> {name: module}``, modules
-        a method adds (reachable as ``model.extras[name]``); ``trunk_width`` is the
-        width of the input of the fused head's last Linear (see :meth:`fuse`).
+      extra_modules: ``(trunk_width, num_outputs, rngs, feature_widths) -> {name: module}``,
+        modules a method adds (reachable as ``model.extras[name]``); ``trunk_width`` is the
+        width of the input of the fused head's last Linear (see :meth:`fuse`),
+        ``feature_widths`` maps each modality to its encoder's output width.
       rngs: initialisation and dropout randomness.
 
     Raises:
@@ -156,7 +157,7 @@ class MultimodalClassifier(nnx.Module):
         self.unimodal_heads = nnx.Dict({
             m: MLP([widths[m], *config.unimodal_hidden, num_outputs], **head) for m in self.modalities
         }) if unimodal_heads else None
-        self.extras = nnx.Dict(extra_modules(trunk_width, num_outputs, rngs) if extra_modules else {})
+        self.extras = nnx.Dict(extra_modules(trunk_width, num_outputs, rngs, widths) if extra_modules else {})
 
     def encode_one(self, modality: str, x: jax.Array) -> jax.Array:
         """One modality's encoder feature ``[B, D_m]``, float32 whatever the compute dtype."""

@@ -113,10 +113,13 @@ def test_bad_options_and_mismatched_model_raise():
         get_method("dmil", layers="dense")
     with pytest.raises(ValueError, match="stage_epochs"):
         get_method("dmil", stage_epochs=(3, -1))
-    with pytest.raises(ValueError, match="feature_width"):
-        build_model(get_method("dmil"), {"a": 4, "b": 4}, 3, MODEL, nnx.Rngs(0))
+    # the default reads the encoders' width (8) from the model
+    default = build_model(get_method("dmil"), {"a": 4, "b": 4}, 3, MODEL, nnx.Rngs(0))
+    assert default.extras["dmil"].id[0].q_m.layer.bias[...].shape == (16,)  # mean and log-variance of width 8
     with pytest.raises(ValueError, match="encoders output"):
         _setup(get_method("dmil", feature_width=16), {"a": 4, "b": 4})
+    with pytest.raises(ValueError, match="built for 2 modalities"):
+        build_model(get_method("dmil"), {"a": 4, "b": 4, "c": 4}, 3, MODEL, nnx.Rngs(0))
 
 
 def test_fit_freezes_each_stage_bit_identically_and_trains():

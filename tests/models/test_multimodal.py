@@ -135,7 +135,7 @@ def test_sum_fusion_adds_per_modality_linear_maps_to_the_logits():
 def test_film_head_and_trunk_width():
     cfg = ModelConfig(fusion="film", fusion_hidden=(7,), encoder_hidden=(3,), fusion_condition="b")
     model = MultimodalClassifier({"a": 2, "b": 2}, 4, cfg, rngs=nnx.Rngs(0),
-                                 extra_modules=lambda width, k, rngs: {"probe": nnx.Linear(width, k, rngs=rngs)})
+                                 extra_modules=lambda width, k, rngs, feature_widths: {"probe": nnx.Linear(width, k, rngs=rngs)})
     features = {"a": jnp.ones((2, 3)), "b": jnp.arange(6.0).reshape(2, 3)}
     gamma, beta = jnp.split(model.fusion.film(features["b"]), 2, axis=-1)
     logits, trunk = model.fuse(features, return_trunk=True)
