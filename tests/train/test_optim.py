@@ -3,7 +3,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 
 from jaxmm.train.config import OptimizerConfig
 from jaxmm.train.optim import epoch_schedule, init_optimizer, make_optimizer
@@ -38,25 +37,47 @@ def test_plain_sgd_steps_use_the_decayed_rate():
     np.testing.assert_allclose(_updates(cfg, 9), expected, rtol=1e-6)
 
 
-def test_sgd_momentum_weight_decay_and_steplr_match_pytorch():
-    cfg = OptimizerConfig("sgd", lr=0.1, weight_decay=1e-2, momentum=0.9, schedule="step", step_size=1, gamma=0.5)
-    target = np.array([1.0, -2.0, 0.5], np.float32)
-    w = torch.zeros(3, requires_grad=True)
-    opt_t = torch.optim.SGD([w], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt_t, step_size=cfg.step_size, gamma=cfg.gamma)
+SGD_CFG = OptimizerConfig("sgd", lr=0.1, weight_decay=1e-2, momentum=0.9, schedule="step", step_size=1, gamma=0.5)
+TARGET = np.array([1.0, -2.0, 0.5], np.float32)
+
+
+def _jaxmm_sgd_on_quadratic(cfg, epochs):
+    """Parameters after ``epochs`` epochs of jaxmm's SGD on ``0.5 ||w - TARGET||²`` from zero."""
     opt = make_optimizer(cfg, STEPS_PER_EPOCH)
     params = jnp.zeros(3)
     state = init_optimizer(opt, params, cfg.lr, cfg.weight_decay)
-    grad_fn = jax.grad(lambda p: 0.5 * jnp.sum((p - target) ** 2))
+    for _ in range(epochs * STEPS_PER_EPOCH):
+        update, state = opt.update(params - TARGET, state, params)
+        params = params + update
+    return np.asarray(params)
+
+
+def test_sgd_momentum_weight_decay_and_steplr_match_the_pytorch_algorithm_in_numpy():
+    """PyTorch's documented SGD: g += wd·w; v = μ·v + g (v = g at the first step); w -= lr_epoch·v."""
+    cfg = SGD_CFG
+    w, v = np.zeros(3), None
+    for epoch in range(3):
+        lr = cfg.lr * cfg.gamma ** (epoch // cfg.step_size)
+        for _ in range(STEPS_PER_EPOCH):
+            g = (w - TARGET) + cfg.weight_decay * w
+            v = g if v is None else cfg.momentum * v + g
+            w = w - lr * v
+    np.testing.assert_allclose(_jaxmm_sgd_on_quadratic(cfg, 3), w, rtol=1e-5, atol=1e-6)
+
+
+def test_sgd_momentum_weight_decay_and_steplr_match_pytorch():
+    torch = pytest.importorskip("torch", reason="the PyTorch comparison needs the bench extra")
+    cfg = SGD_CFG
+    w = torch.zeros(3, requires_grad=True)
+    opt_t = torch.optim.SGD([w], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt_t, step_size=cfg.step_size, gamma=cfg.gamma)
     for _epoch in range(3):
         for _ in range(STEPS_PER_EPOCH):
             opt_t.zero_grad()
-            (0.5 * ((w - torch.from_numpy(target)) ** 2).sum()).backward()
+            (0.5 * ((w - torch.from_numpy(TARGET)) ** 2).sum()).backward()
             opt_t.step()
-            update, state = opt.update(grad_fn(params), state, params)
-            params = params + update
         sched.step()
-    np.testing.assert_allclose(params, w.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_jaxmm_sgd_on_quadratic(cfg, 3), w.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_per_run_learning_rates_are_vmappable_and_scheduled():
