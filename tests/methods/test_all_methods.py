@@ -20,7 +20,7 @@ from jaxmm.methods import available
 
 # Options a method cannot run without on the tiny problem (modalities "a", "b"; 3 classes; encoder width 8),
 # and schedules shortened so that the two epochs cross a stage boundary (the resumed epoch is in a new stage).
-OPTIONS = {"unimodal": {"modality": "a"}, "dmil": {"feature_width": 8, "stage_epochs": (1, 1)},
+OPTIONS = {"unimodal": {"modality": "a"}, "dmil": {"stage_epochs": (1, 1)},
            "reconboost": {"epochs_per_stage": 1, "correct_epochs": 1}, "dnr": {"reinit_epoch": 1}}
 
 SCRIPT = textwrap.dedent("""
