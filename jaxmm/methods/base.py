@@ -99,6 +99,9 @@ class Method:
         (e.g. per-modality scores); the trainer always adds ``epoch`` (and passes
         ``params`` positionally),
         and ``term_grads`` (stacked in sorted term order) when ``per_term_grads``.
+      transform_metrics: ``(transform state, modalities) -> {name: scalar}`` diagnostics
+        of the transform logged every step as ``train/<name>`` (OGM-GE's ``coef/<m>``,
+        RedReg's and InfoReg's ``beta/<m>``), or ``None``.
       per_term_grads: compute per-term gradients (one forward, a vmapped VJP).
       update_mask: ``(params, extra args) -> pytree of booleans`` shaped like ``params``
         (leaves broadcastable): after the optimiser, a parameter whose entry is False keeps
@@ -123,6 +126,7 @@ class Method:
     extra_modules: Callable | None = None
     transform: Callable | None = None
     extra_args: Callable[[StepContext, dict], dict] | None = None
+    transform_metrics: Callable[[Any, tuple[str, ...]], Mapping[str, jax.Array]] | None = None
     per_term_grads: bool = False
     update_mask: Callable[[Any, Mapping[str, Any]], Any] | None = None
     epoch_end: Callable | None = None
@@ -143,3 +147,8 @@ def average_softmax(out: ModelOutput) -> jax.Array:
     mean = jnp.mean(jnp.stack(probs), axis=0)
     # Binary heads: return a logit so that "> 0" thresholds the averaged probability at 0.5.
     return jnp.log(mean) - jnp.log1p(-mean) if mean.shape[-1] == 1 else mean
+
+
+def per_modality(prefix: str, values: jax.Array, modalities) -> dict[str, jax.Array]:
+    """``{f"{prefix}/{m}": values[i]}`` for an ``[M]`` array in ``modalities`` order (a ``transform_metrics`` helper)."""
+    return {f"{prefix}/{m}": values[i] for i, m in enumerate(modalities)}

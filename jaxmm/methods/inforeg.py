@@ -20,7 +20,7 @@ from typing import Mapping
 
 from jaxmm.losses import classification_loss
 from jaxmm.methods._responses import fusion_slices
-from jaxmm.methods.base import Method, ModelSpec
+from jaxmm.methods.base import Method, ModelSpec, per_modality
 from jaxmm.methods.ogm_ge import score_args
 from jaxmm.methods.registry import register
 from jaxmm.models.multimodal import ModelOutput
@@ -75,6 +75,7 @@ def inforeg(unimodal: str = "slices", scales: float | Mapping[str, float] = 1.0,
         transform=lambda modalities, labels: inforeg_transform(
             modalities, labels=labels, scales=scales, threshold=threshold, window=window, monitored=monitored),
         extra_args=lambda ctx, aux: {"scores": score_args(aux)},
+        transform_metrics=lambda state, modalities: per_modality("beta", state.beta, modalities),
         options={"unimodal": unimodal, "scales": scales, "threshold": threshold, "window": window,
                  "monitored": monitored},
     )

@@ -27,7 +27,7 @@ import jax
 
 from jaxmm.losses import classification_loss
 from jaxmm.methods._responses import fusion_slices
-from jaxmm.methods.base import Method, ModelSpec
+from jaxmm.methods.base import Method, ModelSpec, per_modality
 from jaxmm.methods.registry import register
 from jaxmm.models.multimodal import ModelOutput
 from jaxmm.monitors.scores import discrepancy_score
@@ -109,6 +109,7 @@ def ogm_ge(scores: str = "fusion", generalization: bool = True, tensors: str = "
             ratio_offset=ratio_offset),
         extra_args=lambda ctx, aux: {"scores": score_args(aux), "alpha": ctx.hparams["alpha"],
                                      "key": jax.random.fold_in(ctx.rng, 1)},
+        transform_metrics=lambda state, modalities: per_modality("coef", state.coefficients, modalities),
         options={"scores": scores, "generalization": generalization, "tensors": tensors, "window": window,
                  "ratio_offset": ratio_offset},
     )

@@ -33,7 +33,7 @@ import numpy as np
 
 from jaxmm.losses import classification_loss
 from jaxmm.methods import _masking
-from jaxmm.methods.base import Method, ModelSpec, unimodal_ce
+from jaxmm.methods.base import Method, ModelSpec, per_modality, unimodal_ce
 from jaxmm.methods.registry import register
 from jaxmm.monitors.redundancy_phase import (co_information_similarity, init_redundancy_phase, noisy_views,
                                              redundancy_score, update_redundancy_phase)
@@ -196,6 +196,7 @@ def redreg(num_epochs: int = 0, window: int = 10, gamma: float = 0.5, momentum: 
         init_state=init_state,
         transform=lambda modalities, labels: redreg_transform(modalities, labels=labels, **gate),
         extra_args=extra_args,
+        transform_metrics=lambda state, modalities: per_modality("beta", state.beta, modalities),
         epoch_end=None if num_epochs else epoch_end,
         options={**gate, "num_epochs": num_epochs, "window": window, "gamma": gamma, "momentum": momentum,
                  "sigma": sigma, "clip_views": tuple(clip_views), "integer_scale": integer_scale,

@@ -46,7 +46,8 @@ def per_term_gradients(term_means_fn, params):
 
 
 def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransformation,
-                     transform: optax.GradientTransformationExtraArgs, per_term: bool = False):
+                     transform: optax.GradientTransformationExtraArgs, modalities: tuple[str, ...],
+                     per_term: bool = False):
     """``step(state, batch, hparams) -> (state, metrics)`` for one run.
 
     The gradient goes through the method's ``transform`` (with its extra args)
@@ -58,6 +59,8 @@ def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransfor
       graphdef: train-mode graph definition of the model.
       optimizer: the base optax optimiser.
       transform: the method's gradient transformation (identity if it has none).
+      modalities: the modalities ``transform`` was built for (the names of
+        ``method.transform_metrics``).
       per_term: compute per-term gradients with one forward and a vmapped VJP
         (exposed as ``metrics['grad_norm/<term>']`` and handed to ``transform`` as
         ``term_grads``); the combined gradient is their weighted sum.
@@ -101,6 +104,8 @@ def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransfor
             keep = method.update_mask(state.params, extra)
             params = jax.tree.map(jnp.where, keep, params, state.params)
         opt_state = (transform_state, optimizer_state)
+        if method.transform_metrics is not None:
+            metrics.update(method.transform_metrics(transform_state, modalities))
         method_state = aux.pop("method_state", state.method_state)
         metrics.update({"loss": loss, **{f"term/{k}": v for k, v in means.items()},
                         **{k: v for k, v in aux.items() if jnp.ndim(v) == 0}})

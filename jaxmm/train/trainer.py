@@ -67,7 +67,7 @@ class Trainer:
                           else optax.with_extra_args_support(optax.identity()))
         self.train_def, self.eval_def = graphdefs(method, self.input_shapes, num_outputs, model_cfg)
         self.traces = 0
-        step = build_train_step(method, self.train_def, self.optimizer, self.transform,
+        step = build_train_step(method, self.train_def, self.optimizer, self.transform, modalities,
                                 per_term=per_term_grads or method.per_term_grads)
 
         def counted_step(state, batch, hparams):

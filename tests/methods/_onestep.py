@@ -76,7 +76,7 @@ def step(method, model, batch, ctx, transform_state=None):
     sgd = optax.sgd(1.0)
     state = TrainState(params, rest, (transform_state or tx.init(params), sgd.init(params)), ctx.method_state,
                        jax.random.PRNGKey(3), jnp.asarray(ctx.step, jnp.int32), jnp.asarray(ctx.epoch, jnp.int32))
-    fn = build_train_step(method, graphdef, sgd, tx, per_term=method.per_term_grads)
+    fn = build_train_step(method, graphdef, sgd, tx, model.modalities, per_term=method.per_term_grads)
     new, metrics = jax.jit(fn)(state, batch, ctx.hparams)
     return jax.tree.map(lambda a, b: a - b, params, new.params), metrics, new
 
@@ -100,7 +100,7 @@ def trace_step(method, shapes=AV_SHAPES, cfg=AV, batch_size=4, classes=6):
         state = TrainState(params, rest, (tx.init(params), sgd.init(params)), method.init_state(model, batch),
                            jax.random.PRNGKey(0), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
         hparams = {k: jnp.asarray(v, jnp.float32) for k, v in method.hparams.items()}
-        _, metrics = build_train_step(method, graphdef, sgd, tx, per_term=method.per_term_grads)(state, batch, hparams)
+        _, metrics = build_train_step(method, graphdef, sgd, tx, model.modalities, per_term=method.per_term_grads)(state, batch, hparams)
         model.eval()
         eval_def = nnx.split(model, nnx.Param, ...)[0]
         return metrics, build_eval_step(method, eval_def)(params, rest, inputs)

@@ -42,6 +42,8 @@ def test_only_the_dominant_encoder_is_pulled_and_only_in_its_window(window_open)
                       (update["fusion_head"], plain["fusion_head"])):
         jax.tree.map(lambda u, g: np.testing.assert_allclose(u, g, rtol=1e-4, atol=1e-7), tree, ref)
     np.testing.assert_allclose(new.opt_state[0].beta, [beta if m == dom else 0.0 for m in "ab"], rtol=1e-5)
+    np.testing.assert_allclose([metrics[f"beta/{m}"] for m in "ab"], [beta if m == dom else 0.0 for m in "ab"],
+                               rtol=1e-5)
 
 
 def test_heads_variant_scores_the_unimodal_heads():

@@ -38,6 +38,8 @@ def test_dominant_encoder_update_is_scaled_by_the_hand_coefficient(epoch, active
     for m in "ab":
         np.testing.assert_allclose(metrics[f"score/{m}"], s[m], rtol=1e-5)
     assert k < 0.9 or not active
+    # the applied coefficients are logged per modality (1 outside the window)
+    np.testing.assert_allclose([metrics[f"coef/{dom}"], metrics[f"coef/{other}"]], [k, 1.0], rtol=1e-5)
     enc, ref_enc = update["encoders"], ref["encoders"]
     np.testing.assert_allclose(enc[dom]["layers"][0]["kernel"], k * ref_enc[dom]["layers"][0]["kernel"],
                                rtol=1e-5, atol=1e-7)

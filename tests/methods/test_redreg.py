@@ -82,6 +82,9 @@ def test_applied_update_inside_the_trainer_and_gate_schedule():
     conf = {m: float(metrics[f"confidence/{m}"][0]) for m in DIMS}
     dom, other = sorted(DIMS, key=conf.get, reverse=True)
     beta = math.exp(0.9 * math.tanh(conf[dom] - conf[other]))
+    # the gated strengths are logged per modality: β on the dominant one, 0 elsewhere and once the gate shuts
+    np.testing.assert_allclose([metrics[f"beta/{dom}"][0], metrics[f"beta/{other}"][0]], [beta, 0.0], rtol=1e-5)
+    np.testing.assert_allclose([steps[3][3][f"beta/{m}"][0] for m in DIMS], 0.0)
     drift = _diff(theta1, theta0)
     for g_j, delta_j, d_j in zip(*(_leaves_by_group(t)[dom] for t in (g, delta, drift))):
         g_j, delta_j, d_j = g_j[0], delta_j[0], d_j[0]
