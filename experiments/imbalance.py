@@ -95,22 +95,43 @@ def with_probe(method: Method, num_classes: int, l2: float = PROBE_L2) -> Method
 
 def run_dataset(tag: str, splits, methods, seeds, epochs: int, out_path: str, progress: bool = True,
                 optimizer: OptimizerConfig = OPTIMIZER) -> dict:
-    """Trains every method on one dataset; returns ``{label: {"test": [...], "history": [...]}}``."""
+    """Trains every method on one dataset; returns ``{label: {"test", "curves", "scores"}}`` (see :func:`train_runs`)."""
+    runs = [run for name in methods for run in expand(name, splits[0].modalities)]
+    return train_runs(tag, splits, runs, seeds, epochs, out_path, progress, optimizer)
+
+
+def train_runs(tag: str, splits, runs, seeds, epochs: int, out_path: str | None, progress: bool = True,
+               optimizer: OptimizerConfig = OPTIMIZER, hparams: dict | None = None) -> dict:
+    """Trains ``(label, method)`` runs (all seeds of one run vmapped) with the probe logged every epoch.
+
+    Args:
+      hparams: ``{label: overrides}`` applied to every seed of that run (e.g. ``{"frozen": {"alpha": 20.0}}``).
+
+    Returns:
+      ``{label: {"test": per-seed test metrics with probe/<m>, "curves": {m: [R, E] val probe accuracy},
+      "scores": {m: [R, E] mean train score/<m>} (methods that log one, e.g. OGM-GE)}}``.
+    """
     modalities = splits[0].modalities
     results = {}
-    for name in methods:
-        for label, method in expand(name, modalities):
-            cfg = TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, select="last", checkpoint_every=0,
-                              progress=progress)
-            res = fit(with_probe(method, splits[0].num_classes), splits, seeds, MODEL, optimizer, cfg,
-                      run_dir=f"{out_path}/{tag}/{label}")
-            last = res.history[-1]
-            test = [{**t, **{f"probe/{m}": last[f"probe/test/{m}"][r] for m in modalities
-                             if f"probe/test/{m}" in last}} for r, t in enumerate(res.test)]
-            curves = {m: np.asarray([h[f"probe/val/{m}"] for h in res.history]).T.tolist()
-                      for m in modalities if f"probe/val/{m}" in last}
-            results[label] = {"test": test, "curves": curves}
+    for label, method in runs:
+        cfg = TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, select="last", checkpoint_every=0,
+                          progress=progress)
+        overrides = (hparams or {}).get(label)
+        res = fit(with_probe(method, splits[0].num_classes), splits, seeds, MODEL, optimizer, cfg,
+                  hparams=[overrides] * len(seeds) if overrides else None,
+                  run_dir=f"{out_path}/{tag}/{label}" if out_path else None)
+        last = res.history[-1]
+        test = [{**t, **{f"probe/{m}": last[f"probe/test/{m}"][r] for m in modalities
+                         if f"probe/test/{m}" in last}} for r, t in enumerate(res.test)]
+        results[label] = {"test": test, "curves": _per_epoch(res.history, "probe/val/", modalities),
+                          "scores": _per_epoch(res.history, "train/score/", modalities)}
     return results
+
+
+def _per_epoch(history, prefix: str, modalities) -> dict:
+    """``{m: [R, E]}`` of the per-run history entries ``<prefix><m>`` that exist."""
+    return {m: np.asarray([h[prefix + m] for h in history]).T.tolist()
+            for m in modalities if prefix + m in history[-1]}
 
 
 def table(results: dict, modalities) -> str:

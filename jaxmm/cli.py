@@ -11,6 +11,7 @@ EXPERIMENTS = {
     "pid-xor": "experiments.pid_xor",
     "pid-xor-masking-control": "experiments.pid_xor_masking_control",
     "imbalance": "experiments.imbalance",
+    "ogm-ge-diagnosis": "experiments.ogm_ge_diagnosis",
     "interactions": "experiments.interactions",
 }
 

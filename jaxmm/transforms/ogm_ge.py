@@ -30,6 +30,10 @@ Code behaviours (official repo GeWu-Lab/OGM-GE_CVPR2022, ``main.py``):
   branch and BalanceBenchmark. For two modalities this is exactly Eq. 10 (the
   arg-max ratio is always ≥ 1; a tie modulates the first modality of
   ``modalities``, as the code's ``else`` branch does for audio).
+* Chain it before plain SGD, as the official code does. Adam's ``m/√v``
+  is invariant to a constant gradient scale, so in front of Adam a slowly
+  varying ``k`` is normalised away and only the noise and the changes of
+  ``k`` act (a test shows both cases).
 * ``ratio_offset=1`` gives the continuous variant ``1 − tanh(α·relu(ρ − 1))``
   (no jump at ρ = 1); it is not the paper's or the code's rule.
 """
@@ -53,7 +57,8 @@ class OGMGEState(NamedTuple):
 
     Attributes:
       key: raw uint32 PRNG key for the generalisation noise, split every step.
-      coefficients: ``[M]`` float32 coefficients ``k_m`` of the last step (for logging).
+      coefficients: ``[M]`` float32 coefficients ``k_m`` applied in the last step
+        (1 outside the modulation window; for logging).
     """
 
     key: jax.Array
@@ -167,6 +172,7 @@ def ogm_ge(
             return jnp.where(active, new, g32).astype(g.dtype)
 
         out = [modulate(i) if i in targets else g for i, g in enumerate(flat)]
-        return _tree.unflatten(updates, out), OGMGEState(key, coeffs)
+        applied = jnp.where(active, coeffs, 1.0)
+        return _tree.unflatten(updates, out), OGMGEState(key, applied)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -69,6 +69,23 @@ def test_ogm_scales_dominant_conv_kernels_only():
     np.testing.assert_allclose(state.coefficients, [1 - math.tanh(0.3 * 1.5), 1.0], rtol=1e-6)
 
 
+def test_before_adam_a_constant_coefficient_cancels_and_before_sgd_it_scales():
+    """Why the experiments use SGD: Adam's m/sqrt(v) is invariant to a constant gradient scale k."""
+    import optax
+
+    grads = _params()
+    scores = {"audio": 30.0, "visual": 20.0}  # audio slowed by k = 1 - tanh(1.2) ≈ 0.17 every step
+    k_a = 1 - math.tanh(0.8 * 1.5)
+    for inner, ratio in ((optax.adam(1e-3, eps=1e-12), 1.0), (optax.sgd(1e-3, momentum=0.9), k_a)):
+        modulated = optax.chain(ogm_ge(AV, labels=group_labels, generalization=False, window=None), inner)
+        s_mod, s_ref = modulated.init(grads), inner.init(grads)
+        for _ in range(3):
+            u_mod, s_mod = modulated.update(grads, s_mod, scores=scores)
+            u_ref, s_ref = inner.update(grads, s_ref)
+        np.testing.assert_allclose(u_mod["audio"]["conv"], ratio * u_ref["audio"]["conv"], rtol=1e-5)
+        np.testing.assert_allclose(u_mod["visual"]["conv"], u_ref["visual"]["conv"], rtol=1e-6)
+
+
 def test_ogm_ge_noise_scaled_by_gradient_std_on_every_modality():
     grads = _params()
     tx = ogm_ge(AV, labels=group_labels, alpha=0.8, window=None, seed=3)

@@ -1,0 +1,81 @@
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import imbalance
+from experiments import ogm_ge_diagnosis as E
+from jaxmm.methods import get_method
+from jaxmm.methods.base import StepContext
+from jaxmm.transforms.ogm_ge import ogm_ge_coefficients
+
+
+def _extra(method, scores):
+    ctx = StepContext(rng=jnp.zeros(2, jnp.uint32), hparams={"alpha": jnp.float32(0.8)}, epoch=0, method_state=None)
+    return method.extra_args(ctx, {f"score/{m}": jnp.float32(v) for m, v in scores.items()})
+
+
+def test_slowing_redirects_the_official_coefficient_to_the_named_modality():
+    method = E.slowing(get_method("ogm_ge"), "strong")
+    for scores in ({"strong": 3.0, "weak": 5.0}, {"strong": 5.0, "weak": 3.0}):
+        out = _extra(method, scores)["scores"]
+        assert float(out["strong"]) == 5.0 and float(out["weak"]) == 3.0
+        # the same ratio 5/3 as the official rule, applied to `strong` (the first modality here)
+        k = ogm_ge_coefficients(jnp.array([out["strong"], out["weak"]]), 0.8)
+        np.testing.assert_allclose(k, [1.0 - np.tanh(0.8 * 5.0 / 3.0), 1.0], rtol=1e-6)
+    # "frozen strong": at α = 20 any ratio >= 1 leaves k <= 1 − tanh(20) ≈ 8e-18 (float32: 0)
+    assert float(ogm_ge_coefficients(jnp.array([1.0, 1.0]), E.FROZEN_ALPHA)[0]) < 1e-17
+
+
+def test_slowing_rejects_methods_without_scores():
+    with pytest.raises(ValueError, match="no transform extra args"):
+        E.slowing(get_method("vanilla"), "strong")
+    with pytest.raises(ValueError, match=r"needs two modality scores including 'audio'"):
+        _extra(E.slowing(get_method("ogm_ge"), "audio"), {"strong": 1.0, "weak": 2.0})
+
+
+def test_no_redundancy_task_removes_only_the_weak_coarse_signal():
+    default, clean = E.TASKS["default"], E.TASKS["no-redundancy"]
+    assert clean.weak_snr == (0.0, default.weak_snr[1]) and clean.strong_snr == default.strong_snr
+    # the weak modality alone then cannot tell the coarse class: Bayes = g_F(fine snr) / C
+    fine_only = imbalance.imbalance.argmax_accuracy(default.weak_snr[1], default.num_fine) / default.num_coarse
+    assert imbalance.imbalance.bayes_accuracy(clean, ("weak",)) == pytest.approx(fine_only)
+
+
+def test_leading_share_and_table_values():
+    scores = {"strong": [[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]], "weak": [[2.0, 1.0, 3.0], [1.0, 1.0, 1.0]]}
+    np.testing.assert_allclose(E.leading_share(scores, "weak"), [2 / 3, 0.0])
+    res = {"unimodal[weak]": {"test": [{"acc": 0.7, "probe/weak": 0.7}, {"acc": 0.7, "probe/weak": 0.8}],
+                              "curves": {}, "scores": {}},
+           "ogm_ge": {"test": [{"acc": 0.9, "probe/strong": 0.5, "probe/weak": 0.6},
+                               {"acc": 0.8, "probe/strong": 0.5, "probe/weak": 0.6}],
+                      "curves": {}, "scores": scores}}
+    row = next(line for line in E.table(res, ("strong", "weak"), "unimodal[weak]", "weak").splitlines()
+               if line.startswith("| ogm_ge |"))
+    # fused 0.85 ± 0.05; gap = 0.6 − (0.7, 0.8); weak leads in 2/3 and 0 of the epochs
+    assert row.split(" | ")[1:] == ["0.850 ± 0.050", "0.500 ± 0.000", "0.600 ± 0.000", "-0.150 ± 0.050",
+                                    "0.333 ± 0.333 |"]
+
+
+def test_smoke_run_writes_tables_figure_and_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(imbalance.PROTOCOLS, "small", {"epochs": 1, "sizes": {"train": 128, "val": 64, "test": 64},
+                                                       "avdigits_epochs": 1})
+    monkeypatch.setattr(E, "TASKS", {"no-redundancy": E.TASKS["no-redundancy"]})
+    E.main(["--seeds", "0", "--epochs", "1", "--datasets", "synthetic", "--out-dir", str(tmp_path),
+            "--figure-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "no-redundancy task" in out and "| frozen strong |" in out and "| ogm_ge[slow strong] |" in out
+    run = tmp_path / "ogm_ge_diagnosis"
+    for f in ("summary.md", "results.json", "ogm_ge_diagnosis.png"):
+        assert (run / f).stat().st_size > 0
+    assert (tmp_path / "ogm_ge_diagnosis.png").exists()
+    res = json.loads((run / "results.json").read_text())["results"]["no-redundancy"]
+    assert set(res) == {"unimodal[weak]", "vanilla", "ogm_ge", "ogm_ge[slow strong]", "frozen strong"}
+    assert np.asarray(res["ogm_ge"]["scores"]["weak"]).shape == (1, 1)
+    assert 0.0 <= res["ogm_ge"]["scores"]["weak"][0][0] <= 64.0  # a batch sum of probabilities, batch 64
+
+
+def test_unknown_dataset_is_refused():
+    with pytest.raises(SystemExit, match="unknown dataset"):
+        E.main(["--datasets", "cifar"])
