@@ -7,10 +7,11 @@ iterator position is just the epoch number.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from jaxmm.data.readers import frames
 from jaxmm.data.types import ArrayDataset, Batch
 
 
@@ -54,6 +55,33 @@ def batches(data: Batch, order: np.ndarray, batch_size: int) -> Iterator[Batch]:
             valid = np.concatenate([valid, np.zeros((idx.shape[0], pad), bool)], axis=1)
         yield gather(data, idx, valid)
 
+
+
+def augment_frames(source: Iterable[Batch], modalities: Sequence[str], seeds: Sequence[int],
+                   epoch: int) -> Iterator[Batch]:
+    """``source`` batches ``[R, B, ...]`` whose ``modalities`` frames get :func:`~jaxmm.data.readers.frames.crop_flip`.
+
+    Each run draws its crops from its own generator seeded by ``(seed, epoch)``,
+    so a resumed run sees the same augmentation as an uninterrupted one.
+    """
+    rngs = [np.random.default_rng([int(s), int(epoch), 1]) for s in seeds]
+    for batch in source:
+        inputs = dict(batch.inputs)
+        for m in modalities:
+            inputs[m] = np.stack([frames.crop_flip(x, rng) for x, rng in zip(inputs[m], rngs)])
+        yield batch._replace(inputs=inputs)
+
+
+def check_augmented(data: Batch, modalities: Sequence[str]) -> None:
+    """Raises ValueError unless every modality in ``modalities`` holds ``uint8 [..., H, W, 3]`` frames."""
+    for m in modalities:
+        if m not in data.inputs:
+            raise ValueError(f"train.augment_frames names {m!r}, which is not an input of this dataset "
+                             f"(inputs: {sorted(data.inputs)})")
+        x = data.inputs[m]
+        if x.dtype != np.uint8 or x.ndim < 5 or x.shape[-1] != 3:
+            raise ValueError(f"train.augment_frames: {m!r} must be uint8 frames [runs, N, ..., H, W, 3] as the "
+                             f"video readers store them, got {x.dtype} {x.shape}")
 
 
 def num_batches(n: int, batch_size: int) -> int:

@@ -61,6 +61,9 @@ class TrainConfig:
       eval_train: also evaluate the training split every epoch (per-source dynamics).
       checkpoint_every: save a checkpoint every this many epochs (0: never).
       progress: show a tqdm progress bar.
+      augment_frames: modalities whose ``uint8 [..., H, W, 3]`` frames get a
+        per-frame RandomResizedCrop + horizontal flip in every training batch
+        (the GeWu-Lab train transform; evaluation sees the frames unchanged).
     """
 
     epochs: int = 100
@@ -72,12 +75,17 @@ class TrainConfig:
     eval_train: bool = False
     checkpoint_every: int = 1
     progress: bool = True
+    augment_frames: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.select not in ("last", "best"):
             raise ValueError(f"train.select must be 'last' or 'best', got {self.select!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("train.epochs and train.batch_size must be positive")
+        if isinstance(self.augment_frames, str):
+            raise ValueError(f"train.augment_frames is a list of modality names, e.g. ['visual'], "
+                             f"got {self.augment_frames!r}")
+        self.augment_frames = tuple(self.augment_frames)
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ from jaxmm.data.validate import validate_splits
 from jaxmm.methods.base import EpochContext, Method
 from jaxmm.metrics.classification import classification_report
 from jaxmm.models.multimodal import ModelConfig
-from jaxmm.train.batching import batches, epoch_permutations, num_batches, stack_runs
+from jaxmm.train.batching import augment_frames, batches, check_augmented, epoch_permutations, num_batches, stack_runs
 from jaxmm.train.checkpoint import Checkpointer
 from jaxmm.train.config import OptimizerConfig, TrainConfig
 from jaxmm.train.outputs import RunDir, plot_curves
@@ -97,6 +97,7 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
     trainer = Trainer(method, input_shapes, num_outputs, model_cfg, opt_cfg, mesh, per_term_grads,
                       steps_per_epoch=num_batches(n_train, train_cfg.batch_size))
     data = {name: stack_runs([getattr(s, name) for s in splits]) for name in ("train", "val", "test")}
+    check_augmented(data["train"], train_cfg.augment_frames)
 
     example = next(batches(data["train"], np.arange(n_train)[None], train_cfg.batch_size))
     hp = replicate(hp, trainer.mesh)  # once, not every step
@@ -126,6 +127,8 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
     for epoch in bar:
         sums, count = {}, 0
         epoch_batches = batches(data["train"], epoch_permutations(seeds, epoch, n_train), train_cfg.batch_size)
+        if train_cfg.augment_frames:
+            epoch_batches = augment_frames(epoch_batches, train_cfg.augment_frames, seeds, epoch)
         for batch in prefetch_to_mesh(epoch_batches, trainer.mesh):
             state, metrics = trainer.step(state, batch, hp)
             sums = metrics if not sums else jax.tree.map(jnp.add, sums, metrics)

@@ -22,8 +22,9 @@ The frame count is a dataset option (``num_frames``), applied by
 :func:`apply_protocol`. Everything stays overridable with ``--set`` after the
 protocol, e.g. ``--protocol crema_d --set model.dtype=bfloat16``. The loop
 reports the last (or validation-best) epoch, not the repositories' best test
-epoch; frames are ImageNet-normalised on the device, without the training-time
-random crops and flips.
+epoch. Training batches get the official per-frame RandomResizedCrop and
+horizontal flip on the host (``train.augment_frames``); frames are
+ImageNet-normalised on the device.
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def protocol(name: str) -> Protocol:
                         unimodal_hidden=(), init="xavier", bn_scale_std=bn_scale_std)
     schedule = {"schedule": "constant"} if step_size is None else {"schedule": "step", "step_size": step_size}
     optimizer = OptimizerConfig("sgd", lr, weight_decay=1e-4, momentum=0.9, gamma=0.1, **schedule)
-    train = TrainConfig(epochs=epochs, batch_size=64, eval_batch_size=64)
+    train = TrainConfig(epochs=epochs, batch_size=64, eval_batch_size=64, augment_frames=("visual",))
     return Protocol(model, optimizer, train, {"num_frames": frames})
 
 

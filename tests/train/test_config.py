@@ -37,6 +37,7 @@ def test_crema_d_protocol_is_the_ogm_ge_setup():
     assert (opt.name, opt.lr, opt.momentum, opt.weight_decay) == ("sgd", 1e-3, 0.9, 1e-4)
     assert (opt.schedule, opt.step_size, opt.gamma) == ("step", 70, 0.1)
     assert (p.train.epochs, p.train.batch_size, p.dataset_options) == (100, 64, {"num_frames": 1})
+    assert all(protocol(name).train.augment_frames == ("visual",) for name in PROTOCOLS)  # official train crops
     mmpareto = protocol("crema_d_mmpareto")  # its StepLR is never stepped: constant rate
     assert (mmpareto.optimizer.schedule, mmpareto.optimizer.lr, mmpareto.model.bn_scale_std) == ("constant", 2e-3, 0.02)
     assert set(PROTOCOLS) >= {"crema_d", "crema_d_inforeg", "crema_d_mmpareto", "crema_d_dnr", "kinetics_sounds"}
@@ -49,6 +50,9 @@ def test_apply_protocol_then_overrides_and_unknown_names():
     assert (cfg.model.dtype, cfg.optimizer.lr, cfg.optimizer.step_size, cfg.train.epochs) == ("bfloat16", 1e-2, 30, 50)
     with pytest.raises(ValueError, match="dtype"):
         apply_overrides(cfg, ["model.dtype=float16"])
+    assert apply_overrides(cfg, ["train.augment_frames=[]"]).train.augment_frames == ()
+    with pytest.raises(ValueError, match=r"augment_frames is a list of modality names, e.g. \['visual'\]"):
+        TrainConfig(augment_frames="visual")
     with pytest.raises(ValueError, match="crema_d"):
         protocol("cremad")
     args = build_parser().parse_args(["train", "--method", "vanilla", "--dataset", "crema_d", "--protocol", "crema_d"])

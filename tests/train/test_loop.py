@@ -82,3 +82,34 @@ def test_diverging_loss_is_reported():
     huge = _with(s, inputs={**s.train.inputs, "a": s.train.inputs["a"] * 1e30})
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         fit(get_method("vanilla"), [huge], [0], MODEL, OptimizerConfig("sgd", 1e10), train_cfg())
+
+
+def _with_frames(splits, side=8):
+    """``splits`` plus a uint8 frame modality ``v`` [N, 2, side, side, 3] whose brightness encodes the label."""
+    def add(ds):
+        rng = np.random.default_rng(len(ds))
+        clip = (ds.label[:, None, None, None, None] * 100 + rng.integers(0, 40, (len(ds), 2, side, side, 3)))
+        return ArrayDataset({**ds.inputs, "v": clip.astype(np.uint8)}, ds.label, ds.num_classes, name=ds.name)
+
+    return DatasetSplits(add(splits.train), add(splits.val), add(splits.test))
+
+
+def test_frame_augmentation_reaches_the_training_batches_only(monkeypatch):
+    import jaxmm.train.loop as loop
+
+    calls = []
+
+    def recording(source, modalities, seeds, epoch):
+        calls.append((tuple(modalities), list(seeds), epoch))
+        yield from loop_augment(source, modalities, seeds, epoch)
+
+    loop_augment = loop.augment_frames
+    monkeypatch.setattr(loop, "augment_frames", recording)
+    splits = _with_frames(tiny_splits())
+    r = fit(get_method("vanilla"), [splits], [0, 1], MODEL, OPT, train_cfg(epochs=2, augment_frames=("v",)))
+    assert calls == [(("v",), [0, 1], 0), (("v",), [0, 1], 1)]
+    assert np.all(np.isfinite(r.history[-1]["train/loss"]))
+    with pytest.raises(ValueError, match="names 'video', which is not an input"):
+        fit(get_method("vanilla"), [splits], [0], MODEL, OPT, train_cfg(epochs=1, augment_frames=("video",)))
+    with pytest.raises(ValueError, match="'a' must be uint8 frames"):
+        fit(get_method("vanilla"), [splits], [0], MODEL, OPT, train_cfg(epochs=1, augment_frames=("a",)))

@@ -120,9 +120,9 @@ def random_resized_crop_box(height: int, width: int, rng: np.random.Generator,
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def augment(frames: np.ndarray, rng: np.random.Generator, size: int | None = None,
-            flip_prob: float = 0.5) -> np.ndarray:
-    """Train transform: per-frame RandomResizedCrop + horizontal flip + normalisation.
+def crop_flip(frames: np.ndarray, rng: np.random.Generator, size: int | None = None,
+              flip_prob: float = 0.5) -> np.ndarray:
+    """Per-frame RandomResizedCrop + horizontal flip, staying ``uint8``.
 
     Every frame gets its own crop and flip, as OGM-GE applies its torchvision
     transform per frame.
@@ -134,8 +134,14 @@ def augment(frames: np.ndarray, rng: np.random.Generator, size: int | None = Non
       flip_prob: probability of a horizontal flip.
 
     Returns:
-      float32 ``[..., size, size, 3]``, ImageNet-normalised.
+      uint8 ``[..., size, size, 3]``.
+
+    Raises:
+      ValueError: ``frames`` is not ``uint8 [..., H, W, 3]``.
     """
+    if frames.dtype != np.uint8 or frames.ndim < 3 or frames.shape[-1] != 3:
+        raise ValueError(f"crop_flip needs uint8 RGB frames [..., H, W, 3] (as the readers store them), "
+                         f"got {frames.dtype} {frames.shape}")
     lead, (height, width) = frames.shape[:-3], frames.shape[-3:-1]
     out_h, out_w = (height, width) if size is None else (size, size)
     flat = frames.reshape((-1, height, width, 3))
@@ -144,4 +150,10 @@ def augment(frames: np.ndarray, rng: np.random.Generator, size: int | None = Non
         top, left, h, w = random_resized_crop_box(height, width, rng)
         crop = Image.fromarray(frame).resize((out_w, out_h), Image.BILINEAR, box=(left, top, left + w, top + h))
         out[i] = np.asarray(crop)[:, ::-1] if rng.random() < flip_prob else np.asarray(crop)
-    return normalize(out).reshape(lead + (out_h, out_w, 3))
+    return out.reshape(lead + (out_h, out_w, 3))
+
+
+def augment(frames: np.ndarray, rng: np.random.Generator, size: int | None = None,
+            flip_prob: float = 0.5) -> np.ndarray:
+    """Train transform: :func:`crop_flip` then ImageNet normalisation (float32 ``[..., size, size, 3]``)."""
+    return normalize(crop_flip(frames, rng, size, flip_prob))

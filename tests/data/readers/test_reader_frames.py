@@ -70,3 +70,13 @@ def test_augment_shapes_flips_and_reproducibility():
     flipped = frames.augment(batch, np.random.default_rng(1), flip_prob=1.0)
     kept = frames.augment(batch, np.random.default_rng(1), flip_prob=0.0)
     np.testing.assert_allclose(flipped, kept[..., ::-1, :])
+
+
+def test_crop_flip_stays_uint8_and_augment_is_its_normalisation():
+    batch = np.random.default_rng(2).integers(0, 256, (2, 3, 20, 20, 3), dtype=np.uint8)
+    cropped = frames.crop_flip(batch, np.random.default_rng(7), size=16)
+    assert cropped.dtype == np.uint8 and cropped.shape == (2, 3, 16, 16, 3)
+    np.testing.assert_array_equal(frames.augment(batch, np.random.default_rng(7), size=16),
+                                  frames.normalize(cropped))
+    with pytest.raises(ValueError, match=r"needs uint8 RGB frames \[..., H, W, 3\].*float32 \(2, 3, 20, 20, 3\)"):
+        frames.crop_flip(batch.astype(np.float32), np.random.default_rng(0))
