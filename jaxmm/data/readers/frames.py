@@ -7,8 +7,10 @@ ImageNet-normalised float32, channels last.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -145,12 +147,25 @@ def crop_flip(frames: np.ndarray, rng: np.random.Generator, size: int | None = N
     lead, (height, width) = frames.shape[:-3], frames.shape[-3:-1]
     out_h, out_w = (height, width) if size is None else (size, size)
     flat = frames.reshape((-1, height, width, 3))
-    out = np.empty((len(flat), out_h, out_w, 3), np.uint8)
-    for i, frame in enumerate(flat):
+    draws = []  # drawn in order, so the result does not depend on the threads
+    for _ in range(len(flat)):
         top, left, h, w = random_resized_crop_box(height, width, rng)
-        crop = Image.fromarray(frame).resize((out_w, out_h), Image.BILINEAR, box=(left, top, left + w, top + h))
-        out[i] = np.asarray(crop)[:, ::-1] if rng.random() < flip_prob else np.asarray(crop)
+        draws.append(((left, top, left + w, top + h), rng.random() < flip_prob))
+    out = np.empty((len(flat), out_h, out_w, 3), np.uint8)
+
+    def crop(i: int) -> None:
+        box, flip = draws[i]
+        image = np.asarray(Image.fromarray(flat[i]).resize((out_w, out_h), Image.BILINEAR, box=box))
+        out[i] = image[:, ::-1] if flip else image
+
+    list(_resize_pool().map(crop, range(len(flat))))  # PIL resizes without holding the GIL
     return out.reshape(lead + (out_h, out_w, 3))
+
+
+@functools.lru_cache(maxsize=1)
+def _resize_pool() -> ThreadPoolExecutor:
+    """The process-wide thread pool of :func:`crop_flip` (one thread per core)."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="crop_flip")
 
 
 def augment(frames: np.ndarray, rng: np.random.Generator, size: int | None = None,
