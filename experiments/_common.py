@@ -30,13 +30,13 @@ def save_figure(fig, path: str, tight: bool = True) -> None:
     pyplot().close(fig)
 
 
-def parse_methods(text: str, valid) -> list[str]:
-    """Comma-separated method names, checked against ``valid`` (SystemExit listing the valid ones)."""
-    methods = [m for m in text.split(",") if m]
-    unknown = sorted(set(methods) - set(valid))
+def parse_names(text: str, valid, kind: str = "method") -> list[str]:
+    """Comma-separated names, checked against ``valid`` (SystemExit naming the unknown ones and the valid ones)."""
+    names = [m for m in text.split(",") if m]
+    unknown = sorted(set(names) - set(valid))
     if unknown:
-        raise SystemExit(f"unknown method(s) {unknown}; choose from {list(valid)}")
-    return methods
+        raise SystemExit(f"unknown {kind}(s) {unknown}; choose from {list(valid)}")
+    return names
 
 
 def mean_std_table(rows: Sequence[str], cols: Sequence[str], values: dict, row_title: str, fmt="{:.3f}") -> str:

@@ -54,12 +54,12 @@ def add_arguments(p: argparse.ArgumentParser, methods) -> None:
 
 def parse(prog: str, doc: str, methods, argv):
     """Parses a PID experiment's command line: (args, method names, compositions, seeds)."""
-    from experiments._common import parse_methods
+    from experiments._common import parse_names
 
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p, methods)
     args = p.parse_args(argv)
-    return args, parse_methods(args.methods, METHODS), points_from_args(args), [int(s) for s in args.seeds.split(",")]
+    return args, parse_names(args.methods, METHODS), points_from_args(args), [int(s) for s in args.seeds.split(",")]
 
 
 def sweep(methods, points, seeds, args, out_path: str):

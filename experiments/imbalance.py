@@ -23,7 +23,7 @@ import warnings
 import jax
 import numpy as np
 
-from experiments._common import Timer, mean_std_table, output_dir, pyplot, save_figure, write_summary
+from experiments._common import Timer, mean_std_table, output_dir, parse_names, pyplot, save_figure, write_summary
 from jaxmm.data.registry import default_cache_dir, load_dataset
 from jaxmm.data.synthetic import imbalance
 from jaxmm.methods import Method, available, get_method
@@ -232,10 +232,7 @@ def main(argv=None) -> dict:
     methods = resolve_methods(args.methods, available())
     seeds = [int(s) for s in args.seeds.split(",")]
     proto = PROTOCOLS[args.protocol]
-    datasets = [d for d in args.datasets.split(",") if d]
-    unknown = sorted(set(datasets) - {"synthetic", "avdigits"})
-    if unknown:
-        raise SystemExit(f"unknown dataset(s) {unknown}; choose from synthetic, avdigits")
+    datasets = parse_names(args.datasets, ("synthetic", "avdigits"), "dataset")
     out = output_dir(args.out_dir, "imbalance")
     timer = Timer()
     sections, summary = {}, {"args": vars(args), "methods": methods, "seeds": seeds, "datasets": {}}

@@ -39,7 +39,7 @@ import jax
 import numpy as np
 
 from experiments import _pid
-from experiments._common import Timer, mean_std_table, output_dir, pyplot, save_figure, write_summary
+from experiments._common import Timer, mean_std_table, output_dir, parse_names, pyplot, save_figure, write_summary
 from jaxmm.data.registry import load_dataset
 from jaxmm.data.synthetic import pid_xor
 from jaxmm.methods import available, get_method
@@ -252,9 +252,7 @@ def parse(argv):
     for k, v in PROTOCOLS[args.protocol].items():
         if getattr(args, k) is None:
             setattr(args, k, v)
-    unknown = set(args.datasets.split(",")) - {"pid_xor", "avdigits"}
-    if unknown:
-        raise SystemExit(f"unknown dataset(s) {sorted(unknown)}; choose from pid_xor, avdigits")
+    parse_names(args.datasets, ("pid_xor", "avdigits"), "dataset")
     lams = [float(v) for v in args.lams.split(",") if v]
     return args, resolve_methods(args.methods), [int(s) for s in args.seeds.split(",")], lams
 

@@ -33,7 +33,7 @@ import shutil
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Timer, mean_std_table, output_dir, pyplot, save_figure, write_summary
+from experiments._common import Timer, mean_std_table, output_dir, parse_names, pyplot, save_figure, write_summary
 from experiments.imbalance import OPTIMIZER, PROTOCOLS, load_avdigits, train_runs
 from jaxmm.data.synthetic import imbalance
 from jaxmm.methods import Method, get_method
@@ -147,10 +147,7 @@ def main(argv=None) -> dict:
     p.add_argument("--figure-dir", default=None, help="also save the figure there (e.g. docs/figures)")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    datasets = [d for d in args.datasets.split(",") if d]
-    unknown = sorted(set(datasets) - {"synthetic", "avdigits"})
-    if unknown:
-        raise SystemExit(f"unknown dataset(s) {unknown}; choose from synthetic, avdigits")
+    datasets = parse_names(args.datasets, ("synthetic", "avdigits"), "dataset")
     out = output_dir(args.out_dir, "ogm_ge_diagnosis")
     optimizer = dataclasses.replace(OPTIMIZER, name=args.optimizer, lr=args.lr)
     timer = Timer()

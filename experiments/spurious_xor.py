@@ -11,7 +11,7 @@ import argparse
 
 import numpy as np
 
-from experiments._common import (Timer, mean_std_table, output_dir, parse_methods, pyplot, save_figure,
+from experiments._common import (Timer, mean_std_table, output_dir, parse_names, pyplot, save_figure,
                                  write_summary)
 from jaxmm.data.synthetic import spurious_xor
 from jaxmm.methods import get_method
@@ -77,7 +77,7 @@ def main(argv=None) -> None:
     p.add_argument("--methods", default=",".join(METHODS), help=f"subset of {list(METHODS)}")
     p.add_argument("--out-dir", default="runs")
     args = p.parse_args(argv)
-    methods = parse_methods(args.methods, METHODS)
+    methods = parse_names(args.methods, METHODS)
     alphas = tuple(float(a) for a in args.alphas.split(","))
     seeds = tuple(int(s) for s in args.seeds.split(","))
     timer = Timer()
