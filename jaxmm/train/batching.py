@@ -56,7 +56,6 @@ def batches(data: Batch, order: np.ndarray, batch_size: int) -> Iterator[Batch]:
         yield gather(data, idx, valid)
 
 
-
 def augment_frames(source: Iterable[Batch], modalities: Sequence[str], seeds: Sequence[int],
                    epoch: int) -> Iterator[Batch]:
     """``source`` batches ``[R, B, ...]`` whose ``modalities`` frames get :func:`~jaxmm.data.readers.frames.crop_flip`.
