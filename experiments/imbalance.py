@@ -95,7 +95,7 @@ def with_probe(method: Method, num_classes: int, l2: float = PROBE_L2) -> Method
 
 def run_dataset(tag: str, splits, methods, seeds, epochs: int, out_path: str, progress: bool = True,
                 optimizer: OptimizerConfig = OPTIMIZER) -> dict:
-    """Trains every method on one dataset; returns ``{label: {"test", "curves", "scores"}}`` (see :func:`train_runs`)."""
+    """Trains every method on one dataset; returns what :func:`train_runs` returns."""
     runs = [run for name in methods for run in expand(name, splits[0].modalities)]
     return train_runs(tag, splits, runs, seeds, epochs, out_path, progress, optimizer)
 
@@ -108,7 +108,8 @@ def train_runs(tag: str, splits, runs, seeds, epochs: int, out_path: str | None,
       hparams: ``{label: overrides}`` applied to every seed of that run (e.g. ``{"frozen": {"alpha": 20.0}}``).
 
     Returns:
-      ``{label: {"test": per-seed test metrics with probe/<m>, "curves": {m: [R, E] val probe accuracy},
+      ``{label: {"test": per-seed test metrics with probe/<m>, "val": per-seed validation metrics of the
+      reported epoch, "curves": {m: [R, E] val probe accuracy},
       "scores": {m: [R, E] mean train score/<m>} (methods that log one, e.g. OGM-GE)}}``.
     """
     modalities = splits[0].modalities
@@ -123,7 +124,8 @@ def train_runs(tag: str, splits, runs, seeds, epochs: int, out_path: str | None,
         last = res.history[-1]
         test = [{**t, **{f"probe/{m}": last[f"probe/test/{m}"][r] for m in modalities
                          if f"probe/test/{m}" in last}} for r, t in enumerate(res.test)]
-        results[label] = {"test": test, "curves": _per_epoch(res.history, "probe/val/", modalities),
+        results[label] = {"test": test, "val": res.val,
+                          "curves": _per_epoch(res.history, "probe/val/", modalities),
                           "scores": _per_epoch(res.history, "train/score/", modalities)}
     return results
 

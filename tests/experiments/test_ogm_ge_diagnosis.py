@@ -43,37 +43,67 @@ def test_no_redundancy_task_removes_only_the_weak_coarse_signal():
     assert imbalance.imbalance.bayes_accuracy(clean, ("weak",)) == pytest.approx(fine_only)
 
 
-def test_leading_share_and_table_values():
+def test_controlled_runs_and_their_hyperparameters():
+    runs, hparams = E.controlled_runs("image", "audio")
+    labels = [label for label, _ in runs]
+    assert labels == ["unimodal[image]", "unimodal[audio]", "vanilla", *(f"ogm_ge α={a:g}" for a in E.ALPHAS),
+                      "ogm (no noise)", "ogm_ge[slow audio]", "frozen audio"]
+    assert E.OFFICIAL in labels
+    assert hparams == {**{f"ogm_ge α={a:g}": {"alpha": a} for a in E.ALPHAS}, "frozen audio": {"alpha": 20.0}}
+    methods = dict(runs)
+    assert methods["ogm (no noise)"].options["generalization"] is False
+    assert methods["frozen audio"].options["generalization"] is False
+
+
+def test_leading_share_table_values_and_alpha_selection():
     scores = {"strong": [[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]], "weak": [[2.0, 1.0, 3.0], [1.0, 1.0, 1.0]]}
     np.testing.assert_allclose(E.leading_share(scores, "weak"), [2 / 3, 0.0])
+    val = [{"acc": 0.5}, {"acc": 0.7}]
     res = {"unimodal[weak]": {"test": [{"acc": 0.7, "probe/weak": 0.7}, {"acc": 0.7, "probe/weak": 0.8}],
-                              "curves": {}, "scores": {}},
-           "ogm_ge": {"test": [{"acc": 0.9, "probe/strong": 0.5, "probe/weak": 0.6},
-                               {"acc": 0.8, "probe/strong": 0.5, "probe/weak": 0.6}],
-                      "curves": {}, "scores": scores}}
-    row = next(line for line in E.table(res, ("strong", "weak"), "unimodal[weak]", "weak").splitlines()
-               if line.startswith("| ogm_ge |"))
-    # fused 0.85 ± 0.05; gap = 0.6 − (0.7, 0.8); weak leads in 2/3 and 0 of the epochs
-    assert row.split(" | ")[1:] == ["0.850 ± 0.050", "0.500 ± 0.000", "0.600 ± 0.000", "-0.150 ± 0.050",
-                                    "0.333 ± 0.333 |"]
+                              "val": val, "curves": {}, "scores": {}},
+           "ogm_ge α=0.8": {"test": [{"acc": 0.9, "probe/strong": 0.5, "probe/weak": 0.6},
+                                     {"acc": 0.8, "probe/strong": 0.5, "probe/weak": 0.6}],
+                            "val": val, "curves": {}, "scores": scores},
+           "ogm_ge α=2": {"test": [{"acc": 0.9, "probe/strong": 0.5, "probe/weak": 0.6}] * 2,
+                          "val": [{"acc": 0.8}] * 2, "curves": {}, "scores": {}}}
+    row = next(line for line in E.table(res, ("strong", "weak"), "weak").splitlines()
+               if line.startswith("| ogm_ge α=0.8 |"))
+    # val 0.6 ± 0.1; fused 0.85 ± 0.05; no unimodal[strong] so only the weak gap = 0.6 − (0.7, 0.8);
+    # weak leads in 2/3 and 0 of the epochs
+    assert row.split(" | ")[1:] == ["0.600 ± 0.100", "0.850 ± 0.050", "0.500 ± 0.000", "0.600 ± 0.000",
+                                    "-0.150 ± 0.050", "0.333 ± 0.333 |"]
+    assert E.selected_alpha(res) == "ogm_ge α=2"  # validation 0.8 beats 0.6
 
 
 def test_smoke_run_writes_tables_figure_and_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(imbalance.PROTOCOLS, "small", {"epochs": 1, "sizes": {"train": 128, "val": 64, "test": 64},
                                                        "avdigits_epochs": 1})
     monkeypatch.setattr(E, "TASKS", {"no-redundancy": E.TASKS["no-redundancy"]})
+    monkeypatch.setattr(E, "ALPHAS", (0.3, 0.8, 5.0))
+    full = E.controlled_runs
+    kept = ("unimodal[weak]", *(f"ogm_ge α={a:g}" for a in E.ALPHAS))
+    monkeypatch.setattr(E, "controlled_runs", lambda weak, strong: (
+        [run for run in full(weak, strong)[0] if run[0] in kept], full(weak, strong)[1]))
     E.main(["--seeds", "0", "--epochs", "1", "--datasets", "synthetic", "--out-dir", str(tmp_path),
             "--figure-dir", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "no-redundancy task" in out and "| frozen strong |" in out and "| ogm_ge[slow strong] |" in out
+    assert "no-redundancy task" in out and "| ogm_ge α=0.3 |" in out
+    assert "α selected by validation accuracy: ogm_ge α=" in out
     run = tmp_path / "ogm_ge_diagnosis"
     for f in ("summary.md", "results.json", "ogm_ge_diagnosis.png"):
         assert (run / f).stat().st_size > 0
     assert (tmp_path / "ogm_ge_diagnosis.png").exists()
     res = json.loads((run / "results.json").read_text())["results"]["no-redundancy"]
-    assert set(res) == {"unimodal[weak]", "vanilla", "ogm_ge", "ogm_ge[slow strong]", "frozen strong"}
-    assert np.asarray(res["ogm_ge"]["scores"]["weak"]).shape == (1, 1)
-    assert 0.0 <= res["ogm_ge"]["scores"]["weak"][0][0] <= 64.0  # a batch sum of probabilities, batch 64
+    assert set(res) == set(kept)
+    assert np.asarray(res[E.OFFICIAL]["scores"]["weak"]).shape == (1, 1)
+    assert 0.0 <= res[E.OFFICIAL]["scores"]["weak"][0][0] <= 64.0  # a batch sum of probabilities, batch 64
+
+    def coefficient_sum(label):  # every step slows one modality by k(α) and leaves the other at 1
+        record = json.loads((run / "no-redundancy" / label / "metrics.jsonl").read_text().splitlines()[-1])
+        return record["train/coef/strong"][0] + record["train/coef/weak"][0]
+
+    assert coefficient_sum("ogm_ge α=5") == pytest.approx(1.0, abs=1e-3)  # k <= 1 − tanh(5) ≈ 1e-4
+    assert coefficient_sum("ogm_ge α=0.3") > 1.2  # k = 1 − tanh(0.3 ρ) is large for ratios ρ near 1
 
 
 def test_unknown_dataset_is_refused():
