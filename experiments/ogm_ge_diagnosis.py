@@ -1,7 +1,7 @@
-"""Why OGM-GE does not narrow the weak-modality gap on the imbalance task: controlled runs.
+"""When OGM-GE narrows the weak-modality gap of the imbalance task, and why not always: controlled runs.
 
 OGM-GE slows the encoder of the modality whose fused-head slice has the higher
-*training* score. Two questions settle whether that lever can reach the gap that
+*training* score. Four questions settle whether that lever can reach the gap that
 ``jaxmm experiment imbalance`` measures (weak probe accuracy minus the weak
 modality trained alone):
 
@@ -207,7 +207,7 @@ def main(argv=None) -> dict:
         if args.figure_dir:
             shutil.copy(figure, args.figure_dir)
     out.write_json("results.json", summary)
-    write_summary(out, "OGM-GE diagnosis: which modality it slows and whether slowing can close the weak gap",
+    write_summary(out, "OGM-GE diagnosis: which modality it slows and when slowing narrows the weak gap",
                   "jaxmm experiment ogm-ge-diagnosis " + " ".join(argv or []), sections, timer.seconds)
     print(f"\noutputs: {out.path}/ ({timer.seconds:.0f} s)")
     return summary
