@@ -63,6 +63,15 @@ def write_summary(out: RunDir, title: str, command: str, sections: dict[str, str
     return body
 
 
+def finish(out: RunDir, experiment: str, argv, title: str, sections: dict[str, str], results: dict,
+           timer: "Timer") -> None:
+    """Ends an experiment: ``results.json``, ``summary.md`` (with the command ``jaxmm experiment <experiment> ...``)
+    and a line naming the output folder and the wall time."""
+    out.write_json("results.json", results)
+    write_summary(out, title, f"jaxmm experiment {experiment} " + " ".join(argv or []), sections, timer.seconds)
+    print(f"\noutputs: {out.path}/ ({timer.seconds:.0f} s)")
+
+
 class Timer:
     """Wall-clock seconds since construction."""
 

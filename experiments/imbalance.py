@@ -23,7 +23,7 @@ import warnings
 import jax
 import numpy as np
 
-from experiments._common import Timer, mean_std_table, output_dir, parse_names, pyplot, save_figure, write_summary
+from experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
 from jaxmm.data.registry import default_cache_dir, load_dataset
 from jaxmm.data.synthetic import imbalance
 from jaxmm.methods import Method, available, get_method
@@ -264,10 +264,8 @@ def main(argv=None) -> dict:
         summary["datasets"][tag] = {"epochs": epochs, "bayes": bayes, "modalities": list(modalities),
                                     "results": results}
         print(f"\n{tag} — test accuracy, mean ± std over seeds {seeds} ({epochs} epochs)\n{text}")
-    out.write_json("results.json", summary)
-    write_summary(out, "Modality imbalance: fused and per-modality test accuracy (mean ± std over seeds)",
-                  "jaxmm experiment imbalance " + " ".join(argv or []), sections, timer.seconds)
-    print(f"\noutputs: {out.path}/ ({timer.seconds:.0f} s)")
+    finish(out, "imbalance", argv, "Modality imbalance: fused and per-modality test accuracy (mean ± std over seeds)",
+           sections, summary, timer)
     return summary
 
 

@@ -39,7 +39,7 @@ import jax
 import numpy as np
 
 from experiments import _pid
-from experiments._common import Timer, mean_std_table, output_dir, parse_names, pyplot, save_figure, write_summary
+from experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
 from jaxmm.data.registry import load_dataset
 from jaxmm.data.synthetic import pid_xor
 from jaxmm.methods import available, get_method
@@ -299,12 +299,9 @@ def main(argv=None) -> None:
     failed = {f"{d}/{m}": e for d, per in record["failed"].items() for m, e in per.items()}
     if failed:
         tables["Failed methods"] = "\n".join(f"- {k}: {e}" for k, e in failed.items())
-    out.write_json("results.json", record)
-    write_summary(out, f"Interactions ({args.protocol} protocol, seeds {seeds})",
-                  "jaxmm experiment interactions " + " ".join(argv or []), tables, timer.seconds)
     for title, table in tables.items():
         print(f"\n{title} (mean ± std over seeds {seeds})\n{table}")
-    print(f"\noutputs: {out.path}/ ({timer.seconds:.0f} s)")
+    finish(out, "interactions", argv, f"Interactions ({args.protocol} protocol, seeds {seeds})", tables, record, timer)
 
 
 if __name__ == "__main__":

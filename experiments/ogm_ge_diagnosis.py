@@ -35,7 +35,7 @@ import shutil
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Timer, mean_std_table, output_dir, parse_names, pyplot, save_figure, write_summary
+from experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
 from experiments.imbalance import OPTIMIZER, PROTOCOLS, load_avdigits, train_runs
 from jaxmm.data.synthetic import imbalance
 from jaxmm.methods import Method, get_method
@@ -206,10 +206,8 @@ def main(argv=None) -> dict:
         plot(panels, figure)
         if args.figure_dir:
             shutil.copy(figure, args.figure_dir)
-    out.write_json("results.json", summary)
-    write_summary(out, "OGM-GE diagnosis: which modality it slows and when slowing narrows the weak gap",
-                  "jaxmm experiment ogm-ge-diagnosis " + " ".join(argv or []), sections, timer.seconds)
-    print(f"\noutputs: {out.path}/ ({timer.seconds:.0f} s)")
+    finish(out, "ogm-ge-diagnosis", argv,
+           "OGM-GE diagnosis: which modality it slows and when slowing narrows the weak gap", sections, summary, timer)
     return summary
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from experiments import _pid
-from experiments._common import Timer, output_dir, pyplot, save_figure, write_summary
+from experiments._common import Timer, finish, output_dir, pyplot, save_figure
 
 METHODS = ("vanilla", "synib-oracle", "synib-random", "synib-learned")
 
@@ -79,15 +79,13 @@ def main(argv=None) -> None:
     if args.eval_train:
         plot_sources(histories, methods, out.file("sources.png"),
                      f"Per-source accuracy, composition {points[-1]} seed {seeds[0]}")
-    out.write_json("results.json", {"args": vars(args), "points": points,
-                                    "test_acc": {m: [acc[(m, p)] for p in points] for m in methods},
-                                    "syn_acc": {m: [syn_acc[(m, p)] for p in points] for m in methods},
-                                    "lam": {m: [chosen[(m, p)] for p in points] for m in methods}})
-    write_summary(out, f"PID-XOR ({args.points}, width {args.width}, {args.epochs} epochs)",
-                  "jaxmm experiment pid-xor " + " ".join(argv or []), tables, timer.seconds)
     for title, table in tables.items():
         print(f"\n{title} (seeds {seeds}; compositions with the same p_syn pooled)\n{table}")
-    print(f"\noutputs: {out.path}/ ({timer.seconds:.0f} s)")
+    finish(out, "pid-xor", argv, f"PID-XOR ({args.points}, width {args.width}, {args.epochs} epochs)", tables,
+           {"args": vars(args), "points": points,
+            "test_acc": {m: [acc[(m, p)] for p in points] for m in methods},
+            "syn_acc": {m: [syn_acc[(m, p)] for p in points] for m in methods},
+            "lam": {m: [chosen[(m, p)] for p in points] for m in methods}}, timer)
 
 
 if __name__ == "__main__":

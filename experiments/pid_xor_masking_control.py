@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from experiments import _pid
-from experiments._common import Timer, output_dir, pyplot, save_figure, write_summary
+from experiments._common import Timer, finish, output_dir, pyplot, save_figure
 
 METHODS = ("vanilla", "masking-random", "masking-learned", "synib-random", "synib-learned")
 
@@ -41,14 +41,12 @@ def main(argv=None) -> None:
     acc, syn_acc, _, _ = _pid.sweep(methods, points, seeds, args, out.path)
     tables = _pid.level_tables(methods, points, {"Fusion test accuracy": acc, "Synergy-source test accuracy": syn_acc})
     plot_vs_syn(acc, syn_acc, methods, points, out.file("masking_control.png"))
-    out.write_json("results.json", {"args": vars(args), "points": points,
-                                    "test_acc": {m: [acc[(m, p)] for p in points] for m in methods},
-                                    "syn_acc": {m: [syn_acc[(m, p)] for p in points] for m in methods}})
-    write_summary(out, f"PID-XOR masking-only control ({args.points}, width {args.width})",
-                  "jaxmm experiment pid-xor-masking-control " + " ".join(argv or []), tables, timer.seconds)
     for title, table in tables.items():
         print(f"\n{title} (mean ± std over seeds and compositions)\n{table}")
-    print(f"\noutputs: {out.path}/ ({timer.seconds:.0f} s)")
+    finish(out, "pid-xor-masking-control", argv, f"PID-XOR masking-only control ({args.points}, width {args.width})",
+           tables, {"args": vars(args), "points": points,
+                    "test_acc": {m: [acc[(m, p)] for p in points] for m in methods},
+                    "syn_acc": {m: [syn_acc[(m, p)] for p in points] for m in methods}}, timer)
 
 
 if __name__ == "__main__":
