@@ -3,7 +3,7 @@
 :func:`prefetch_to_mesh` wraps an iterator of host :class:`~jaxmm.data.types.Batch`
 objects (e.g. :func:`jaxmm.train.batching.batches`, possibly mapped through an
 augmentation) and moves them onto the mesh with
-:func:`jaxmm.train.sharding.shard_batch` in a background thread, so host-side
+:func:`jaxmm.data.placement.shard_batch` in a background thread, so host-side
 gathering, augmentation and the transfer overlap with the training step. The
 order and content of the batches are unchanged.
 """
@@ -14,7 +14,7 @@ import threading
 from typing import Iterable, Iterator
 
 from jaxmm.data.types import Batch
-from jaxmm.train.sharding import shard_batch
+from jaxmm.data.placement import shard_batch
 
 _POLL_S = 0.05  # how often a producer blocked on a full queue checks for shutdown
 _ITEM, _END, _ERROR = range(3)
@@ -45,7 +45,7 @@ def prefetch_to_mesh(batches: Iterable[Batch], mesh, size: int = 2, *, batch_axi
       batches: host batches with arrays ``[R, B, ...]`` (run axis first).
       mesh: the device mesh with a ``data`` axis.
       size: number of batches kept ready (at least 1).
-      batch_axis: the axis split over ``data`` (see :func:`~jaxmm.train.sharding.shard_batch`).
+      batch_axis: the axis split over ``data`` (see :func:`~jaxmm.data.placement.shard_batch`).
 
     Yields:
       the same batches in the same order, as device arrays sharded over ``data``.

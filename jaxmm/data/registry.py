@@ -61,7 +61,7 @@ def _to_arrays(splits: DatasetSplits) -> dict[str, np.ndarray]:
         out |= {f"{part}/meta/{k}": v for k, v in ds.meta.items()}
         out |= {f"{part}/dropped/{k}": np.asarray(v) for k, v in ds.dropped.items()}
         out |= {f"{part}/label": ds.label, f"{part}/num_classes": np.asarray(ds.num_classes),
-                f"{part}/name": np.asarray(ds.name)}
+                f"{part}/name": np.asarray(ds.name), f"{part}/task": np.asarray(ds.task)}
         for field in ("class_names", "group_names"):
             if getattr(ds, field) is not None:
                 out[f"{part}/{field}"] = np.asarray(getattr(ds, field), dtype=str)
@@ -82,10 +82,14 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> DatasetSplits:
             elif split == part:
                 fields[rest] = value
         names = {f: tuple(str(n) for n in fields[f]) if f in fields else None for f in ("class_names", "group_names")}
+        # caches written before the task marker: float labels with one output were regression targets
+        label = fields["label"]
+        guess = "regression" if np.issubdtype(label.dtype, np.floating) and int(fields["num_classes"]) == 1 else \
+            "classification"
         parts.append(ArrayDataset(
-            inputs=groups["inputs"], label=fields["label"], num_classes=int(fields["num_classes"]),
+            inputs=groups["inputs"], label=label, num_classes=int(fields["num_classes"]),
             meta=groups["meta"], name=str(fields["name"]), dropped={k: int(v) for k, v in groups["dropped"].items()},
-            **names))
+            task=str(fields["task"]) if "task" in fields else guess, **names))
     return DatasetSplits(*parts)
 
 
@@ -160,6 +164,14 @@ def _imbalance(seed: int, sizes: dict | None = None, **options) -> DatasetSplits
     return imbalance.splits(seed, imbalance.ImbalanceConfig(**options), sizes)
 
 
+def _synthetic_regression(seed: int, sizes: dict | None = None, **options) -> DatasetSplits:
+    from jaxmm.data.synthetic import regression
+
+    if "unique" in options:
+        options["unique"] = tuple(options["unique"])
+    return regression.splits(seed, regression.RegressionConfig(**options), sizes)
+
+
 def _avdigits(seed: int, data_dir=None, **options) -> DatasetSplits:
     from jaxmm.data.avdigits import load_avdigits
 
@@ -177,6 +189,11 @@ DATASETS: dict[str, DatasetEntry] = {
         _imbalance, "nothing (generated)",
         "fast strong + slow weak Gaussian modalities, label = (coarse, fine) (options strong_snr, weak_snr, "
         "strong_dim, weak_dim, num_coarse, num_fine, strong_blank, weak_blank, sizes)"),
+    "synthetic_regression": DatasetEntry(
+        _synthetic_regression, "nothing (generated)",
+        "two-modality regression, y = redundant + unique per modality + synergistic product + noise, float "
+        "targets in about [-3, 3] with a closed-form Bayes MSE (options dim, redundant, unique=(a0,a1), synergy, "
+        "noise_std, sizes)"),
     "avdigits": DatasetEntry(
         _avdigits,
         "data_dir (optional) = the FSDD 'recordings' folder (or its parent) of <digit>_<speaker>_<index>.wav "

@@ -6,9 +6,12 @@ trainer slices it into :class:`Batch` pytrees of device arrays.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
+
+Task = Literal["classification", "regression"]
+TASKS: tuple[str, ...] = ("classification", "regression")
 
 
 class Batch(NamedTuple):
@@ -16,7 +19,7 @@ class Batch(NamedTuple):
 
     Attributes:
       inputs: modality name -> array ``[B, ...]``.
-      label: ``[B]`` int class ids (or ``[B, D]`` floats for regression).
+      label: ``[B]`` int class ids (``[B]`` or ``[B, D]`` floats for regression).
       index: ``[B]`` int position of each example in its split (methods such as
         BTW keep per-example state indexed by it).
       meta: optional per-example extras, e.g. ``source`` (PID source id) or
@@ -35,13 +38,22 @@ class ArrayDataset:
 
     Attributes:
       inputs: modality name -> ``np.ndarray [N, ...]``.
-      label: ``[N]`` int labels in ``[0, num_classes)`` (or float targets).
+      label: ``[N]`` int labels in ``[0, num_classes)`` for classification;
+        ``[N]`` or ``[N, D]`` float targets for regression.
       num_classes: number of classes (1 for regression / single-logit binary).
-      meta: per-example extras with leading axis N (see :class:`Batch`).
+      meta: optional per-example extras with leading axis N (see :class:`Batch`);
+        empty by default. Nothing here is required: the trainer adds what it
+        needs itself (e.g. the ``valid`` mask of padded batches).
       name: human-readable name used in logs.
       class_names: optional label names, index-aligned with the label ids.
       dropped: reason -> count of examples a reader skipped while loading.
       group_names: names of the ids in ``meta['source']`` (e.g. PID sources), if any.
+      task: ``"classification"`` (default) or ``"regression"`` (the label is a
+        float target); losses, metrics and model selection read it.
+
+    Raises:
+      ValueError: inputs/meta and label disagree on N, an unknown ``task``, or
+        regression labels that are not floating point.
     """
 
     inputs: dict[str, np.ndarray]
@@ -52,8 +64,15 @@ class ArrayDataset:
     class_names: tuple[str, ...] | None = None
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)
     group_names: tuple[str, ...] | None = None
+    task: Task = "classification"
 
     def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"{self.name}: task must be one of {TASKS}, got {self.task!r}")
+        label = np.asarray(self.label)
+        if self.task == "regression" and not np.issubdtype(label.dtype, np.floating):
+            raise ValueError(f"{self.name}: regression labels must be floating point, got {label.dtype}; "
+                             "cast them with label.astype(np.float32)")
         n = len(self.label)
         for key, value in {**self.inputs, **self.meta}.items():
             if len(value) != n:
@@ -107,6 +126,10 @@ class DatasetSplits:
                 raise ValueError(
                     f"splits disagree on modalities: train has {mods}, {split.name} has {split.modalities}"
                 )
+            if split.task != self.train.task:
+                raise ValueError(
+                    f"splits disagree on the task: train is {self.train.task!r}, {split.name} is {split.task!r}"
+                )
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -115,3 +138,8 @@ class DatasetSplits:
     @property
     def num_classes(self) -> int:
         return self.train.num_classes
+
+    @property
+    def task(self) -> str:
+        """``"classification"`` or ``"regression"`` (the same for every split)."""
+        return self.train.task

@@ -6,7 +6,8 @@ is adding its file.
 import importlib
 import pkgutil
 
-from jaxmm.methods.base import EpochContext, Method, ModelSpec, StepContext
+from jaxmm.methods.base import (
+    EpochContext, EpochHook, GradientTransform, Method, MethodInfo, ModelSpec, RunState, StepContext, Terms)
 from jaxmm.methods.registry import available, get_method, options_of, register
 
 for _module in pkgutil.iter_modules(__path__):

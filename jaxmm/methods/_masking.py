@@ -16,7 +16,6 @@ from jaxmm.counterfactual.learned import LearnedMaskConfig, learn_unimodal_mask
 from jaxmm.counterfactual.masks import corrupt, random_mask
 from jaxmm.counterfactual.passes import counterfactual_outputs
 from jaxmm.data.types import Batch
-from jaxmm.losses import classification_loss
 from jaxmm.monitors.feature_stats import init_feature_stats, update_feature_stats
 
 MASKS = ("random", "learned", "oracle")
@@ -104,7 +103,7 @@ def corrupt_all(model, batch: Batch, values, ctx, cfg: MaskingConfig, valid):
     Returns:
       (modality -> corrupted ``[B, ...]``, new state, modality -> corruption rate).
     """
-    state = ctx.method_state.get("masking", {})
+    state = ctx.state.get("masking", {})
     keys = jax.random.split(ctx.rng, 2 * len(values))
     corrupted, rates = {}, {}
     new_stats = {}
@@ -118,7 +117,7 @@ def corrupt_all(model, batch: Batch, values, ctx, cfg: MaskingConfig, valid):
                 raise ValueError(f"mask='oracle' needs the dataset to provide 'mask/{m}' in its meta")
             mask = batch.meta[f"mask/{m}"].reshape(x.shape)
         else:
-            unimodal_loss = pure(model, lambda mod, xc, m=m: classification_loss(
+            unimodal_loss = pure(model, lambda mod, xc, m=m: ctx.loss(
                 _unimodal_from_value(mod, m, xc, cfg), batch.label))
             important = learn_unimodal_mask(unimodal_loss, x, fill, cfg.learned, sparsity=ctx.hparams.get("lam_sp"))
             mask = 1.0 - important if cfg.learned_target == "complement" else important

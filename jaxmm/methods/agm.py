@@ -27,14 +27,12 @@ import itertools
 
 import jax.numpy as jnp
 
-from jaxmm.losses import classification_loss
+from jaxmm import _checks
 from jaxmm.methods._responses import masked_input_logits
-from jaxmm.methods.base import Method, ModelSpec
-from jaxmm.methods.ogm_ge import check_window
+from jaxmm.methods.base import GradientTransform, Method, ModelSpec, Terms
 from jaxmm.methods.registry import register
 from jaxmm.models.multimodal import ModelOutput
 from jaxmm.monitors.cumulative_mean import init_cumulative_mean, update_cumulative_mean
-from jaxmm.transforms import _common
 from jaxmm.transforms.agm import agm as agm_transform
 from jaxmm.transforms.agm import agm_coefficients, agm_scores, modulated_logits, shapley_responses
 
@@ -67,48 +65,42 @@ def agm(mode: str = "logits", window: tuple[int, int] | None = (0, 19), outside:
 
     Hyper-parameters (vmappable): ``alpha`` (1.0, the official config).
     """
-    _common.check_choice("agm", "mode", mode, MODES)
-    _common.check_choice("agm", "outside", outside, ("plain", "hold"))
+    _checks.check_choice("mode", mode, MODES, owner="agm")
+    _checks.check_choice("outside", outside, ("plain", "hold"), owner="agm")
     hold = outside == "hold"
-    _common.check_positive("agm", "cap", cap)
-    _common.check_positive("agm", "max_norm", max_norm)
+    _checks.check_positive("cap", cap, owner="agm")
+    _checks.check_positive("max_norm", max_norm, owner="agm")
     if clip_threshold is not None:
-        _common.check_positive("agm", "clip_threshold", clip_threshold)
-    window = check_window("agm", window)
+        _checks.check_positive("clip_threshold", clip_threshold, owner="agm")
+    window = _checks.check_window("window", window, owner="agm")
 
-    def forward(model, inputs):
+    def forward(model, inputs, ctx=None):
         out = model(inputs)
         return ModelOutput(out.logits, responses(model, inputs, out.logits), out.features)
 
     def terms(model, batch, ctx):
         out = forward(model, batch.inputs)
         scores = agm_scores(out.unimodal_logits, batch.label, batch.meta.get("valid"))
-        state = ctx.method_state
+        state = ctx.state
         kappa = agm_coefficients(scores, state["running"].mean, ctx.hparams["alpha"], cap)
         if window is not None:
             on = (ctx.epoch >= window[0]) & (ctx.epoch <= window[1])
             kappa = {m: jnp.where(on, k, state["kappa"][m] if hold else 1.0) for m, k in kappa.items()}
         logits = modulated_logits(out.unimodal_logits, kappa) if mode == "logits" else out.logits
         new_state = {"running": update_cumulative_mean(state["running"], scores), **({"kappa": kappa} if hold else {})}
-        aux = {"method_state": new_state,
-               **{f"score/{m}": s for m, s in scores.items()}, **{f"kappa/{m}": k for m, k in kappa.items()}}
-        return {"ce": classification_loss(logits, batch.label)}, aux
-
-    def extra_args(ctx, aux):
-        return {"coefficients": {k.removeprefix("kappa/"): v for k, v in aux.items() if k.startswith("kappa/")}}
+        logs = {**{f"score/{m}": s for m, s in scores.items()}, **{f"kappa/{m}": k for m, k in kappa.items()}}
+        return Terms({"ce": ctx.loss(logits, batch.label)}, state=new_state, signals={"coefficients": kappa},
+                     logs=logs)
 
     return Method(
-        name="agm", summary=agm.__doc__.splitlines()[0], terms=terms,
+        terms=terms,
         term_weights=lambda ctx: {"ce": 1.0},
         hparams={"alpha": 1.0},
-        model=ModelSpec(fuse=True, unimodal_heads=False),
+        model=ModelSpec(fuse=True, unimodal_heads=False, pieces=("encode_one", "fuse")),
         forward=forward,
         init_state=lambda model, batch: {
             "running": init_cumulative_mean({m: 0.0 for m in model.modalities}),
             **({"kappa": {m: jnp.ones((), jnp.float32) for m in model.modalities}} if hold else {})},
-        transform=lambda modalities, labels: agm_transform(
-            modalities, labels=labels, mode=mode, window=None, clip_threshold=clip_threshold, max_norm=max_norm),
-        extra_args=extra_args,
-        options={"mode": mode, "window": window, "outside": outside, "cap": cap, "clip_threshold": clip_threshold,
-                 "max_norm": max_norm},
+        transform=GradientTransform(lambda modalities, labels: agm_transform(
+            modalities, labels=labels, mode=mode, window=None, clip_threshold=clip_threshold, max_norm=max_norm)),
     )

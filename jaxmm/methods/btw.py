@@ -16,9 +16,14 @@ Our adaptations, which differ from the code:
   gradient-stopped features (``detach_heads``, so they are probes that do not shape the
   encoders) instead of separately pre-trained unimodal models loaded from files;
 * ``p^mm`` at a refresh is the model's evaluation pass, which scales every example's features by
-  the modality's mean train weight (the per-example weights of the train split are not visible
-  to the evaluation pass); the same mean weights are used for validation and test examples
+  the modality's mean train weight (kept in the method state: the per-example weights exist for
+  train examples only); the same mean weights are used for validation and test examples
   (the code computes transductive weights for them from the current test predictions);
+* the fusion is the trainer's MLP on the concatenated features; as the official cross encoder
+  normalises what it fuses (LayerNorm), ``normalize=True`` (default) applies a LayerNorm over the
+  concatenated weighted features, so weights far below 1 change the modalities' relative emphasis
+  but do not shrink the fused input and its gradients (``normalize=False``: the un-normalised
+  fusion of earlier versions);
 * the classification trainer only: the Gaussian (regression) KL of the code is in
   :func:`jaxmm.losses.btw.btw_kl` but has no method counterpart here.
 """
@@ -27,22 +32,21 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+from jaxmm._checks import check_choice
 from jaxmm.losses import classification_loss
-from jaxmm.losses._common import check_option
 from jaxmm.losses.btw import (
     COMBINES, MI_ESTIMATORS, btw_refresh_due, btw_schedule_init, btw_schedule_update,
     btw_smooth_weights, btw_target_weights)
-from jaxmm.methods._buffers import ModalityBuffer, check_modalities, set_buffer
-from jaxmm.methods.base import Method, ModelSpec
+from jaxmm.methods.base import EpochHook, Method, ModelSpec, Terms
 from jaxmm.methods.registry import register
 from jaxmm.models.multimodal import ModelOutput
-from jaxmm.transforms._tree import put_like
 
 APPLY = ("embedding", "loss")
 
 
-def scaled_forward(model, inputs, weights, *, detach_heads: bool = True):
+def scaled_forward(model, inputs, weights, *, detach_heads: bool = True, normalize: bool = False):
     """Fused logits from features scaled per modality, and unscaled unimodal head logits.
 
     Args:
@@ -50,24 +54,31 @@ def scaled_forward(model, inputs, weights, *, detach_heads: bool = True):
       inputs: modality -> ``[B, ...]``.
       weights: ``[B, M]`` or ``[M]`` per-modality weights (``None``: no scaling).
       detach_heads: unimodal heads read gradient-stopped features.
+      normalize: LayerNorm (``model.extras["btw_norm"]``) over the concatenated scaled features
+        before fusion.
 
     Returns:
       ``ModelOutput`` with the fused logits of the scaled features.
     """
-    out_features = model.encode(inputs)
-    scaled = out_features
+    features = model.encode(inputs)
+    mods = model.modalities
+    scaled = features
     if weights is not None:
-        w = jnp.broadcast_to(weights, (next(iter(out_features.values())).shape[0], len(model.modalities)))
-        scaled = {m: out_features[m] * w[:, j, None] for j, m in enumerate(model.modalities)}
-    uni = {m: model.unimodal(m, jax.lax.stop_gradient(z) if detach_heads else z)
-           for m, z in out_features.items()}
-    return ModelOutput(logits=model.fuse(scaled), unimodal_logits=uni, features=out_features)
+        w = jnp.broadcast_to(weights, (next(iter(features.values())).shape[0], len(mods)))
+        scaled = {m: features[m] * w[:, j, None] for j, m in enumerate(mods)}
+    if normalize:
+        joint = model.extras["btw_norm"](jnp.concatenate([scaled[m] for m in mods], axis=-1))
+        ends = np.cumsum([scaled[m].shape[-1] for m in mods])[:-1]
+        scaled = dict(zip(mods, jnp.split(joint, ends.tolist(), axis=-1)))
+    uni = {m: model.unimodal(m, jax.lax.stop_gradient(z) if detach_heads else z) for m, z in features.items()}
+    return ModelOutput(logits=model.fuse(scaled), unimodal_logits=uni, features=features)
 
 
 @register("btw")
 def btw(apply: str = "embedding", combine: str = "kl+mi", mi_estimator: str = "ksg", k: int = 3,
         refresh_every: int = 1, smooth: float = 0.5, smooth_step: float = 0.05,
-        detach_heads: bool = True, rescale: bool = False, max_examples: int = 65536) -> Method:
+        detach_heads: bool = True, rescale: bool = False, normalize: bool = True,
+        max_examples: int = 65536) -> Method:
     """BTW: per-example, per-modality weights from KL to the fused prediction × modality MI.
 
     Args:
@@ -83,84 +94,81 @@ def btw(apply: str = "embedding", combine: str = "kl+mi", mi_estimator: str = "k
       detach_heads: with ``apply="embedding"``, the unimodal heads (the ``ŷ^m`` of the KL) train
         on gradient-stopped features [INF: standing in for separately trained unimodal models].
       rescale: divide each refresh's target weights by their mean over the split and the
-        modalities, keeping the relative emphasis but an average scale of 1 [INF]. ``w* = k̃·I``
-        is mostly well below 1, which shrinks the fused input; the code's Transformer fusion
-        re-normalises it (LayerNorm), an MLP on concatenated features does not and learns slowly.
+        modalities, keeping the relative emphasis but an average scale of 1 [INF].
+      normalize: with ``apply="embedding"``, a LayerNorm over the concatenated weighted features
+        before fusion, as the official cross encoder normalises (default); ``False``: fuse the
+        weighted features as they are (``w* = k̃·I`` is mostly well below 1, which shrinks the
+        fused input and the encoders' gradients).
       max_examples: size of the per-example weight table (at least the train split size).
 
     Hyper-parameters (vmappable): ``lam_uni``, the weight of the unimodal heads' CE (weighted
     by ``w`` with ``apply="loss"``).
     """
-    check_option("apply", apply, APPLY)
-    check_option("combine", combine, COMBINES)
-    check_option("mi_estimator", mi_estimator, MI_ESTIMATORS)
+    check_choice("apply", apply, APPLY, owner="btw")
+    check_choice("combine", combine, COMBINES, owner="btw")
+    check_choice("mi_estimator", mi_estimator, MI_ESTIMATORS, owner="btw")
     if refresh_every < 1 or not 0.0 < smooth_step <= 1.0 or k < 1 or max_examples < 1:
-        raise ValueError(f"need refresh_every >= 1, 0 < smooth_step <= 1, k >= 1 and max_examples "
+        raise ValueError(f"btw: need refresh_every >= 1, 0 < smooth_step <= 1, k >= 1 and max_examples "
                          f">= 1; got refresh_every={refresh_every}, smooth_step={smooth_step}, "
                          f"k={k}, max_examples={max_examples}.")
     schedule0 = btw_schedule_init(smooth)
-    detach = detach_heads and apply == "embedding"
+    embedding = apply == "embedding"
+    detach = detach_heads and embedding
+    norm = normalize and embedding
 
     def init_state(model, batch):
-        check_modalities(len(model.modalities), "btw")
-        return {"weights": jnp.ones((max_examples, len(model.modalities)), jnp.float32),
+        m = len(model.modalities)
+        return {"weights": jnp.ones((max_examples, m), jnp.float32), "mean_weights": jnp.ones((m,), jnp.float32),
                 "smooth": schedule0.smooth, "best_loss": schedule0.best_loss}
 
     def terms(model, batch, ctx):
-        w = ctx.method_state["weights"][batch.index]  # [B, M]
-        out = scaled_forward(model, batch.inputs, w if apply == "embedding" else None,
-                             detach_heads=detach)
-        uni = [classification_loss(out.unimodal_logits[m], batch.label) for m in model.modalities]
-        if apply == "loss":
+        w = ctx.state["weights"][batch.index]  # [B, M]
+        out = scaled_forward(model, batch.inputs, w if embedding else None, detach_heads=detach, normalize=norm)
+        uni = [ctx.loss(out.unimodal_logits[m], batch.label) for m in model.modalities]
+        if not embedding:
             uni = [w[:, j] * ce for j, ce in enumerate(uni)]
-        aux = {f"btw_w/{m}": jnp.mean(w[:, j]) for j, m in enumerate(model.modalities)}
-        return {"ce": classification_loss(out.logits, batch.label), "uni_ce": sum(uni)}, aux
+        logs = {f"btw_w/{m}": jnp.mean(w[:, j]) for j, m in enumerate(model.modalities)}
+        return Terms({"ce": ctx.loss(out.logits, batch.label), "uni_ce": sum(uni)}, logs=logs)
 
-    def forward(model, inputs):
-        weights = model.extras["btw"].read(len(model.modalities))
-        return scaled_forward(model, inputs, weights if apply == "embedding" else None,
-                              detach_heads=detach)
+    def forward(model, inputs, ctx):
+        weights = ctx.state["mean_weights"] if embedding else None
+        return scaled_forward(model, inputs, weights, detach_heads=detach, normalize=norm)
 
-    def epoch_end(state, stats, context):
-        ms = state.method_state
-        labels = np.asarray(context.data["train"].label)
-        runs, n = labels.shape
-        if n > max_examples:
-            raise ValueError(f"btw: the train split has {n} examples but max_examples="
-                             f"{max_examples}; pass max_examples >= {n}.")
-        val = context.outputs(state, "val")
-        val_loss = jnp.mean(classification_loss(jnp.asarray(val.logits),
-                                                jnp.asarray(context.data["val"].label)), axis=-1)
+    def refresh(run, context):
+        ms = run.state
+        val_loss = jnp.mean(classification_loss(context.outputs["val"].logits, context.labels["val"]))
         due = btw_refresh_due(context.epoch + 1, refresh_every)
-        schedule = btw_schedule_init(smooth)._replace(smooth=ms["smooth"], best_loss=ms["best_loss"])
-        weights = ms["weights"]
+        schedule = schedule0._replace(smooth=ms["smooth"], best_loss=ms["best_loss"])
+        weights, mean_weights = ms["weights"], ms["mean_weights"]
         if due:
-            out = context.outputs(state, "train")
-            mods = list(out.unimodal_logits)
-            keys = jax.random.split(jax.random.fold_in(jax.random.key(0), context.epoch), runs)
-            target = jax.vmap(lambda uni, fused, key: btw_target_weights(
-                uni, fused, combine=combine, mi_estimator=mi_estimator, k=k, key=key))(
-                    [jnp.asarray(out.unimodal_logits[m]) for m in mods], jnp.asarray(out.logits), keys)
+            out = context.outputs["train"]
+            n = out.logits.shape[0]
+            if n > max_examples:
+                raise ValueError(f"btw: the train split has {n} examples but max_examples={max_examples}; "
+                                 f"pass max_examples >= {n}.")
+            key = jax.random.fold_in(jax.random.key(0), context.epoch)
+            target = btw_target_weights([out.unimodal_logits[m] for m in out.unimodal_logits], out.logits,
+                                        combine=combine, mi_estimator=mi_estimator, k=k, key=key)
             if rescale:
-                target = target / jnp.maximum(jnp.mean(target, axis=(1, 2), keepdims=True), 1e-12)
-            current = weights[:, :n]
-            smoothed = jax.vmap(btw_smooth_weights)(current, target, schedule)
-            weights = weights.at[:, :n].set(smoothed)
-        schedule = jax.vmap(lambda s, loss: btw_schedule_update(s, loss, refreshed=due,
-                                                                step=smooth_step))(schedule, val_loss)
-        method_state = put_like({"weights": weights, "smooth": schedule.smooth,
-                                 "best_loss": schedule.best_loss}, ms)
-        rest = set_buffer(state.rest, "btw", jnp.mean(weights[:, :n], axis=1)) if due else state.rest
-        return state._replace(method_state=method_state, rest=rest)
+                target = target / jnp.maximum(jnp.mean(target), 1e-12)
+            weights = weights.at[:n].set(btw_smooth_weights(weights[:n], target, schedule))
+            mean_weights = jnp.mean(weights[:n], axis=0)
+        schedule = btw_schedule_update(schedule, val_loss, refreshed=due, step=smooth_step)
+        return run._replace(state={"weights": weights, "mean_weights": mean_weights, "smooth": schedule.smooth,
+                                   "best_loss": schedule.best_loss})
+
+    def extras(model, num_outputs, rngs):
+        return {"btw_norm": nnx.LayerNorm(sum(model.feature_widths.values()), rngs=rngs)}
+
+    def reads(epoch, num_epochs):
+        return ("val", "train") if btw_refresh_due(epoch + 1, refresh_every) else ("val",)
 
     return Method(
-        name="btw", summary=btw.__doc__.splitlines()[0], terms=terms,
+        terms=terms,
         term_weights=lambda ctx: {"ce": 1.0, "uni_ce": ctx.hparams["lam_uni"]},
-        hparams={"lam_uni": 1.0}, model=ModelSpec(fuse=True, unimodal_heads=True),
+        hparams={"lam_uni": 1.0},
+        model=ModelSpec(fuse=True, unimodal_heads=True, extras=extras if norm else None,
+                        pieces=("encode", "fuse", "unimodal") + (("feature_widths",) if norm else ())),
         forward=forward, init_state=init_state,
-        extra_modules=lambda width, num_outputs, rngs, feature_widths: {"btw": ModalityBuffer(1.0)},
-        epoch_end=epoch_end,
-        options={"apply": apply, "combine": combine, "mi_estimator": mi_estimator, "k": k,
-                 "refresh_every": refresh_every, "smooth": smooth, "smooth_step": smooth_step,
-                 "detach_heads": detach_heads, "rescale": rescale, "max_examples": max_examples},
+        epoch_end=EpochHook(refresh, reads=reads),
     )

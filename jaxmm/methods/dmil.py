@@ -14,8 +14,9 @@ per sample. ``variant="id_only"`` (any number of modalities, the note's "DMIL-ID
 Training has three stages (boundaries in epochs, option ``stage_epochs``): stage 1 trains the
 encoders and ID on ``L_1``; stage 2 freezes them and trains CD, synergy, heads and gate on
 ``L_2`` (+ ``L_t(Ŷ)``, option ``gate_in_stage2``); stage 3 fine-tunes everything on ``L_3``.
-Frozen parameters get a zero gradient (the method's ``transform``, so no optimiser moments
-build up) and keep their exact values (``update_mask``: no weight-decay or momentum drift).
+Frozen parameters get a zero gradient and keep their exact values (the method's ``trainable``
+mask, which the trainer applies to gradients and updates: no moments, weight decay or momentum
+drift).
 Inference uses the means of the Gaussian heads; the fused prediction is the gated mixture and
 the "unimodal" predictions are the ``M^m`` heads. :func:`dmil_gate_weights` returns the
 per-sample gate.
@@ -24,17 +25,16 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
-from jaxmm.losses import classification_loss
-from jaxmm.losses._common import check_option
+from jaxmm._checks import check_choice
 from jaxmm.losses.dmil import (
     ALIGNMENTS, MIXES, PENALTIES, RECONSTRUCTION_ERRORS, cd_variational_loss, club_fit_loss,
     gated_aggregate, id_variational_loss, redundancy_alignment_loss, reparameterize,
     stage_term_weights, synergy_features)
-from jaxmm.methods.base import Method, ModelSpec
+from jaxmm.methods.base import Method, ModelSpec, Terms
 from jaxmm.methods.registry import register
+from jaxmm.models.groups import path_keys
 from jaxmm.models.mlp import MLP, linear
 from jaxmm.models.multimodal import ModelOutput
 
@@ -197,7 +197,7 @@ def trained_in_stage(params, stage):
     ``extras/dmil`` (CD, synergy, heads, gate, CLUB); stage 3 everything.
     """
     def rule(path, _):
-        keys = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+        keys = path_keys(path)
         first = keys[0] == "encoders" or (keys[0] == "extras" and keys[2] in _STAGE1_MODULES)
         return jnp.where(stage == 3, True, jnp.where(stage == 1, first, not first))
 
@@ -241,12 +241,12 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
     ``L_Var``, 1e-3: the usual VIB β; at 1 the KL over a ``d``-wide latent outweighs the task
     CE and the latents collapse to the prior) [INF defaults].
     """
-    check_option("variant", variant, VARIANTS)
-    check_option("layers", layers, LAYERS)
-    check_option("alignment", alignment, ALIGNMENTS)
-    check_option("penalty", penalty, PENALTIES)
-    check_option("reconstruction_error", reconstruction_error, RECONSTRUCTION_ERRORS)
-    check_option("mix", mix, MIXES)
+    check_choice("variant", variant, VARIANTS)
+    check_choice("layers", layers, LAYERS)
+    check_choice("alignment", alignment, ALIGNMENTS)
+    check_choice("penalty", penalty, PENALTIES)
+    check_choice("reconstruction_error", reconstruction_error, RECONSTRUCTION_ERRORS)
+    check_choice("mix", mix, MIXES)
     stage_epochs = tuple(int(e) for e in stage_epochs)
     if len(stage_epochs) != 2 or min(stage_epochs) < 0:
         raise ValueError(f"stage_epochs={stage_epochs} must be two non-negative epoch counts "
@@ -261,7 +261,8 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
     full = variant == "full"
     club = full and penalty == "club"
 
-    def extra_modules(trunk_width, num_outputs, rngs, feature_widths):
+    def extra_modules(model, num_outputs, rngs):
+        feature_widths = model.feature_widths
         widths = set(feature_widths.values())
         width = feature_width or (widths.pop() if len(widths) == 1 else 0)
         if len(feature_widths) != num_modalities or set(feature_widths.values()) != {width}:
@@ -276,16 +277,16 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
         beta_kl = ctx.hparams["beta_kl"] if variational else 0.0
         out = decompose(model, batch.inputs, key=ctx.rng, gate_detach=gate_detach, mix=mix)
         y = batch.label
-        t = {"task_m": sum(classification_loss(l, y) for l in out["m_logits"].values()),
+        t = {"task_m": sum(ctx.loss(l, y) for l in out["m_logits"].values()),
              "var_mn": sum(id_variational_loss(out["z"][m], rec, mu_m, lv_m, mu_n, lv_n,
                                                beta_kl=beta_kl, detach_target=recon_detach_target,
                                                reconstruction_error=reconstruction_error)
                            for m, rec, (_, mu_m, lv_m, _, mu_n, lv_n)
                            in zip(model.modalities, out["recon"], out["id"])),
-             "task_fused": classification_loss(out["logits"], y)}
+             "task_fused": ctx.loss(out["logits"], y)}
         if full:
             r = out["R"]
-            t["task_components"] = sum(classification_loss(l, y) for l in out["component_logits"])
+            t["task_components"] = sum(ctx.loss(l, y) for l in out["component_logits"])
             t["align_r"] = redundancy_alignment_loss(out["cd"][0][0], out["cd"][1][0], kind=alignment,
                                                      temperature=align_temperature)
             var_ur, club_fit = 0.0, 0.0
@@ -302,10 +303,10 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
             if club:
                 t["club_fit"] = club_fit
         gate = jax.nn.softmax(out["gate_logits"], axis=-1)
-        aux = {"stage": stage_of(ctx.epoch, stage_epochs),
-               **{f"gate/{c}": jnp.mean(gate[:, i])
-                  for i, c in enumerate(COMPONENTS if full else model.modalities)}}
-        return t, aux
+        logs = {"stage": stage_of(ctx.epoch, stage_epochs),
+                **{f"gate/{c}": jnp.mean(gate[:, i])
+                   for i, c in enumerate(COMPONENTS if full else model.modalities)}}
+        return Terms(t, logs=logs)
 
     def term_weights(ctx):
         stage = stage_of(ctx.epoch, stage_epochs)
@@ -323,30 +324,15 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
             weights[n] = jnp.where(stage == 1, w1, jnp.where(stage == 2, w2, w3))
         return weights
 
-    def transform(modalities, labels):
-        def update(grads, state, params=None, *, epoch, **extra):
-            train = trained_in_stage(grads, stage_of(epoch, stage_epochs))
-            return jax.tree.map(lambda g, keep: jnp.where(keep, g, jnp.zeros_like(g)), grads,
-                                train), state
-
-        return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
-
-    def forward(model, inputs):
+    def forward(model, inputs, ctx=None):
         out = decompose(model, inputs, mix=mix)
         return ModelOutput(logits=out["logits"], unimodal_logits=out["m_logits"], features=out["z"])
 
     return Method(
-        name="dmil", summary=dmil.__doc__.splitlines()[0], terms=terms, term_weights=term_weights,
+        terms=terms, term_weights=term_weights,
         hparams={"alpha": 1.0, "beta": 0.1, "gamma": 0.1, "beta_kl": 1e-3},
-        model=ModelSpec(fuse=False, unimodal_heads=False), forward=forward,
-        extra_modules=extra_modules, transform=transform,
-        update_mask=lambda params, extra: trained_in_stage(params, stage_of(extra["epoch"],
-                                                                            stage_epochs)),
-        options={"feature_width": feature_width, "num_modalities": num_modalities,
-                 "latent_width": latent_width, "variant": variant, "layers": layers,
-                 "stage_epochs": stage_epochs, "alignment": alignment,
-                 "align_temperature": align_temperature, "penalty": penalty,
-                 "reconstruction_error": reconstruction_error,
-                 "recon_detach_target": recon_detach_target, "init_logvar": init_logvar, "mix": mix,
-                 "gate_detach": gate_detach, "gate_in_stage2": gate_in_stage2},
+        model=ModelSpec(fuse=False, unimodal_heads=False, extras=extra_modules,
+                        pieces=("encode", "feature_widths")),
+        forward=forward,
+        trainable=lambda params, ctx: trained_in_stage(params, stage_of(ctx.epoch, stage_epochs)),
     )

@@ -37,15 +37,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxmm.losses import classification_loss
-from jaxmm.losses._common import check_option, l2_normalize
+from jaxmm._checks import check_choice
+from jaxmm.losses._common import l2_normalize
+from jaxmm.losses.ce import as_categorical
 from jaxmm.losses.prototype import (
     budget_gap, class_means, class_sums, ema_update, relative_alignment_loss)
-from jaxmm.methods._buffers import ModalityBuffer, check_modalities, set_buffer
-from jaxmm.methods._shared import categorical, eval_copy
-from jaxmm.methods.base import Method, ModelSpec, unimodal_ce
+from jaxmm.methods._responses import eval_view
+from jaxmm.methods.base import EpochHook, Method, ModelSpec, Terms, unimodal_loss, valid_of
 from jaxmm.methods.registry import register
 from jaxmm.models.mlp import MLP
 from jaxmm.models.multimodal import ModelOutput
@@ -53,7 +52,6 @@ from jaxmm.monitors.budgets import (
     BUDGET_METHODS, anchor_modality, estimate_budgets, gate_weights, gated_log_probs,
     normalized_uncertainty)
 from jaxmm.monitors.scores import true_class_probability
-from jaxmm.transforms._tree import put_like
 
 
 def gated_prediction(model, unimodal_logits: dict, budgets: jax.Array, kappa):
@@ -69,7 +67,7 @@ def gated_prediction(model, unimodal_logits: dict, budgets: jax.Array, kappa):
       ``(logits, weights [B, M])``: ``log Σ_m w_m p_m`` as ``[B, K]`` log-probabilities, or as a
       single logit ``log p₁ − log p₀`` for binary heads.
     """
-    logits = [categorical(unimodal_logits[m]) for m in model.modalities]
+    logits = [as_categorical(unimodal_logits[m]) for m in model.modalities]
     u = jnp.stack([normalized_uncertainty(l) for l in logits], axis=1)  # [B, M]
     evidence = model.extras["iib_gate"](u[..., None])[..., 0]
     weights = gate_weights(budgets, u, evidence=evidence, kappa=kappa)
@@ -104,7 +102,7 @@ def iibalance(budgets: tuple = (), warmup_epochs: int = 5, budget_method: str = 
 
     Hyper-parameters (vmappable): ``lam`` (λ_max, 1), ``lam_uni`` (weight of ``Σ_m CE_m``, 1).
     """
-    check_option("budget_method", budget_method, BUDGET_METHODS)
+    check_choice("budget_method", budget_method, BUDGET_METHODS, owner="iibalance")
     fixed = tuple(float(b) for b in budgets)
     if fixed and (warmup_epochs != 0 or min(fixed) < 0 or sum(fixed) <= 0):
         raise ValueError(f"budgets={fixed} must be non-negative with a positive sum, and then "
@@ -118,10 +116,9 @@ def iibalance(budgets: tuple = (), warmup_epochs: int = 5, budget_method: str = 
 
     def init_state(model, batch):
         mods = model.modalities
-        check_modalities(len(mods), "iibalance")
         if fixed and len(fixed) != len(mods):
             raise ValueError(f"budgets has {len(fixed)} values but the model has modalities {mods}.")
-        out = eval_copy(model)(batch.inputs)
+        out = eval_view(model)(batch.inputs)
         if len({out.features[m].shape[-1] for m in mods}) != 1:
             raise ValueError("iibalance aligns every modality to the anchor's prototypes, so the "
                              "encoders must output features of one width; got "
@@ -135,9 +132,9 @@ def iibalance(budgets: tuple = (), warmup_epochs: int = 5, budget_method: str = 
                 "ramp": jnp.zeros(())}
 
     def terms(model, batch, ctx):
-        ms, mods = ctx.method_state, model.modalities
+        ms, mods = ctx.state, model.modalities
         out = model(batch.inputs)
-        valid = batch.meta.get("valid", jnp.ones(batch.label.shape))
+        valid = valid_of(batch)
         # Potentials and prototypes: EMAs over batches (gradient-free statistics).
         pi = jnp.stack([jnp.sum(valid * true_class_probability(out.unimodal_logits[m], batch.label))
                         for m in mods]) / jnp.maximum(jnp.sum(valid), 1.0)
@@ -155,47 +152,40 @@ def iibalance(budgets: tuple = (), warmup_epochs: int = 5, budget_method: str = 
         align = sum(relative_alignment_loss(out.features[m], prototypes[anchor], batch.label, gap[j],
                                             temperature=temperature) for j, m in enumerate(mods))
         fused, weights = gated_prediction(model, out.unimodal_logits, ms["budgets"], kappa)
-        t = {"ce": classification_loss(fused, batch.label), "uni_ce": unimodal_ce(out, batch.label),
-             "pra": align}
-        aux = {"method_state": {**ms, "potentials": potentials, "prototypes": prototypes},
-               **{f"gap/{m}": gap[j] for j, m in enumerate(mods)},
-               **{f"gate/{m}": jnp.mean(weights[:, j]) for j, m in enumerate(mods)}}
-        return t, aux
+        t = {"ce": ctx.loss(fused, batch.label), "uni_ce": unimodal_loss(out, batch.label, ctx), "pra": align}
+        logs = {**{f"gap/{m}": gap[j] for j, m in enumerate(mods)},
+                **{f"gate/{m}": jnp.mean(weights[:, j]) for j, m in enumerate(mods)}}
+        return Terms(t, state={**ms, "potentials": potentials, "prototypes": prototypes}, logs=logs)
 
     def term_weights(ctx):
         multimodal = (ctx.epoch >= (0 if fixed else warmup_epochs)).astype(jnp.float32)
         return {"ce": multimodal, "uni_ce": ctx.hparams["lam_uni"],
-                "pra": multimodal * ctx.hparams["lam"] * ctx.method_state["ramp"]}
+                "pra": multimodal * ctx.hparams["lam"] * ctx.state["ramp"]}
 
-    def forward(model, inputs):
+    def forward(model, inputs, ctx):
         out = model(inputs)
-        budgets_now = model.extras["iib_budgets"].read(len(model.modalities))
-        fused, _ = gated_prediction(model, out.unimodal_logits, budgets_now, kappa)
+        fused, _ = gated_prediction(model, out.unimodal_logits, ctx.state["budgets"], kappa)
         return out._replace(logits=fused)
 
-    def epoch_end(state, stats, context):
-        ms = dict(state.method_state)
+    def estimated(epoch):
+        return not fixed and epoch + 1 == warmup_epochs
+
+    def update_budgets(run, context):
+        ms = dict(run.state)
         start = 0 if fixed else warmup_epochs
-        if context.epoch + 1 == warmup_epochs and not fixed:
-            val = context.outputs(state, "val")
-            labels = context.data["val"].label
-            new = np.stack([np.asarray(estimate_budgets(
-                [jnp.asarray(val.unimodal_logits[m][r]) for m in val.unimodal_logits],
-                jnp.asarray(labels[r]), method=budget_method)) for r in range(labels.shape[0])])
-            ms["budgets"] = put_like(new, ms["budgets"])
+        if estimated(context.epoch):
+            val = context.outputs["val"]
+            ms["budgets"] = estimate_budgets([val.unimodal_logits[m] for m in val.unimodal_logits],
+                                             context.labels["val"], method=budget_method).astype(ms["budgets"].dtype)
         ramp_epochs = max(1, round(ramp_fraction * (context.num_epochs - start)))
-        ms["ramp"] = put_like(np.full(ms["ramp"].shape, min(1.0, max(0.0, (context.epoch + 1 - start)
-                                                                     / ramp_epochs))), ms["ramp"])
-        return state._replace(method_state=ms, rest=set_buffer(state.rest, "iib_budgets", ms["budgets"]))
+        ramp = min(1.0, max(0.0, (context.epoch + 1 - start) / ramp_epochs))
+        ms["ramp"] = jnp.full_like(ms["ramp"], ramp)
+        return run._replace(state=ms)
 
     return Method(
-        name="iibalance", summary=iibalance.__doc__.splitlines()[0], terms=terms,
-        term_weights=term_weights, hparams={"lam": 1.0, "lam_uni": 1.0},
-        model=ModelSpec(fuse=False, unimodal_heads=True), forward=forward,
-        init_state=init_state, epoch_end=epoch_end,
-        extra_modules=lambda width, num_outputs, rngs, feature_widths: {
-            "iib_gate": MLP([1, gate_hidden, 1], rngs=rngs), "iib_budgets": ModalityBuffer(1.0)},
-        options={"budgets": fixed, "warmup_epochs": warmup_epochs, "budget_method": budget_method,
-                 "momentum": momentum, "temperature": temperature, "ramp_fraction": ramp_fraction,
-                 "kappa": kappa, "gate_hidden": gate_hidden},
+        terms=terms, term_weights=term_weights, hparams={"lam": 1.0, "lam_uni": 1.0},
+        model=ModelSpec(fuse=False, unimodal_heads=True,
+                        extras=lambda model, num_outputs, rngs: {"iib_gate": MLP([1, gate_hidden, 1], rngs=rngs)}),
+        forward=forward, init_state=init_state,
+        epoch_end=EpochHook(update_budgets, reads=lambda epoch, num_epochs: ("val",) if estimated(epoch) else ()),
     )

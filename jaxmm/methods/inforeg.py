@@ -18,14 +18,12 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from jaxmm.losses import classification_loss
+from jaxmm import _checks
 from jaxmm.methods._responses import fusion_slices
-from jaxmm.methods.base import Method, ModelSpec, per_modality
-from jaxmm.methods.ogm_ge import score_args
+from jaxmm.methods.base import GradientTransform, Method, ModelSpec, Terms, per_modality
 from jaxmm.methods.registry import register
 from jaxmm.models.multimodal import ModelOutput
 from jaxmm.monitors.scores import discrepancy_score
-from jaxmm.transforms import _common
 from jaxmm.transforms.inforeg import inforeg as inforeg_transform
 
 UNIMODAL = ("slices", "heads")
@@ -46,14 +44,15 @@ def inforeg(unimodal: str = "slices", scales: float | Mapping[str, float] = 1.0,
 
     Hyper-parameters (vmappable): ``lam_uni`` (weight of the unimodal CE, official 1).
     """
-    _common.check_choice("inforeg", "unimodal", unimodal, UNIMODAL)
+    _checks.check_choice("unimodal", unimodal, UNIMODAL, owner="inforeg")
     for m, c in (scales.items() if isinstance(scales, Mapping) else [("all", scales)]):
-        _common.check_positive("inforeg", f"scales[{m!r}]", c, allow_zero=True)
-    _common.check_positive("inforeg", "threshold", threshold, allow_zero=True)
-    _common.check(isinstance(window, int) and window >= 1, "inforeg", f"`window` must be an int >= 1, got {window!r}.")
+        _checks.check_positive(f"scales[{m!r}]", c, owner="inforeg", allow_zero=True)
+    _checks.check_positive("threshold", threshold, owner="inforeg", allow_zero=True)
+    if not (isinstance(window, int) and window >= 1):
+        raise ValueError(f"inforeg: `window` must be an int >= 1, got {window!r}.")
     slices = unimodal == "slices"
 
-    def forward(model, inputs):
+    def forward(model, inputs, ctx=None):
         if not slices:
             return model(inputs)
         features = model.encode(inputs)
@@ -61,21 +60,20 @@ def inforeg(unimodal: str = "slices", scales: float | Mapping[str, float] = 1.0,
 
     def terms(model, batch, ctx):
         out = forward(model, batch.inputs)
-        t = {"ce": classification_loss(out.logits, batch.label),
-             "uni_ce": sum(classification_loss(v, batch.label) for v in out.unimodal_logits.values())}
+        t = {"ce": ctx.loss(out.logits, batch.label),
+             "uni_ce": sum(ctx.loss(v, batch.label) for v in out.unimodal_logits.values())}
         valid = batch.meta.get("valid")
-        return t, {f"score/{m}": discrepancy_score(v, batch.label, valid) for m, v in out.unimodal_logits.items()}
+        scores = {m: discrepancy_score(v, batch.label, valid) for m, v in out.unimodal_logits.items()}
+        return Terms(t, signals={"scores": scores})
 
     return Method(
-        name="inforeg", summary=inforeg.__doc__.splitlines()[0], terms=terms,
+        terms=terms,
         term_weights=lambda ctx: {"ce": 1.0, "uni_ce": ctx.hparams["lam_uni"]},
         hparams={"lam_uni": 1.0},
-        model=ModelSpec(fuse=True, unimodal_heads=not slices),
-        forward=forward if slices else None,
-        transform=lambda modalities, labels: inforeg_transform(
-            modalities, labels=labels, scales=scales, threshold=threshold, window=window, monitored=monitored),
-        extra_args=lambda ctx, aux: {"scores": score_args(aux)},
-        transform_metrics=lambda state, modalities: per_modality("beta", state.beta, modalities),
-        options={"unimodal": unimodal, "scales": scales, "threshold": threshold, "window": window,
-                 "monitored": monitored},
+        model=ModelSpec(fuse=True, unimodal_heads=not slices, pieces=("encode", "fuse") if slices else ()),
+        forward=forward,
+        transform=GradientTransform(
+            lambda modalities, labels: inforeg_transform(modalities, labels=labels, scales=scales,
+                                                         threshold=threshold, window=window, monitored=monitored),
+            metrics=lambda state, modalities: per_modality("beta", state.beta, modalities)),
     )

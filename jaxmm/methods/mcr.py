@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxmm.losses import classification_loss
+from jaxmm.losses.ce import as_categorical
 from jaxmm.losses.mcr import COUPLINGS, permutation_divergences, supervised_nt_xent
 from jaxmm.methods._masking import pure
-from jaxmm.methods._shared import categorical, eval_copy
-from jaxmm.methods.base import Method, ModelSpec, unimodal_ce
+from jaxmm.methods._responses import eval_view
+from jaxmm.methods.base import Method, ModelSpec, Terms, unimodal_loss, valid_of
 from jaxmm.methods.registry import register
 
 LATENTS = ("eval", "train")
@@ -52,13 +52,13 @@ def mcr(coupling: str = "greedy", num_permutations: int = 32, latents: str = "ev
 
     def terms(model, batch, ctx):
         out = model(batch.inputs)
-        where = batch.meta["valid"] > 0
-        source = eval_copy(model) if latents == "eval" else model
+        where = valid_of(batch) > 0
+        source = eval_view(model) if latents == "eval" else model
         z = source.encode(batch.inputs) if latents == "eval" else out.features
-        head = pure(source, lambda mod, lat: categorical(mod.fuse(lat)))
-        divergences = permutation_divergences(head, z, categorical(out.logits), ctx.rng, coupling=coupling,
+        head = pure(source, lambda mod, lat: as_categorical(mod.fuse(lat)))
+        divergences = permutation_divergences(head, z, as_categorical(out.logits), ctx.rng, coupling=coupling,
                                               num_permutations=num_permutations)
-        t = {"ce": classification_loss(out.logits, batch.label), "uni_ce": unimodal_ce(out, batch.label),
+        t = {"ce": ctx.loss(out.logits, batch.label), "uni_ce": unimodal_loss(out, batch.label, ctx),
              "mipd": jnp.where(where, -sum(divergences.values()), 0.0)}
         if contrastive:
             widths = {m: f.shape[-1] for m, f in out.features.items()}
@@ -67,15 +67,13 @@ def mcr(coupling: str = "greedy", num_permutations: int = 32, latents: str = "ev
                                  f"got {widths}. Give the encoders one output width or pass contrastive=False.")
             t["con"] = supervised_nt_xent(list(out.features.values()), batch.label, temperature=ctx.hparams["tau"],
                                           where=where)
-        return t, {f"mipd/D_{m}": jnp.sum(jnp.where(where, d, 0.0)) / jnp.maximum(jnp.sum(where), 1)
-                   for m, d in divergences.items()}
+        return Terms(t, logs={f"mipd/D_{m}": jnp.sum(jnp.where(where, d, 0.0)) / jnp.maximum(jnp.sum(where), 1)
+                              for m, d in divergences.items()})
 
     return Method(
-        name="mcr", summary=mcr.__doc__.splitlines()[0], terms=terms,
+        terms=terms,
         term_weights=lambda ctx: {"ce": 1.0, "uni_ce": ctx.hparams["lam_uni"], "mipd": ctx.hparams["lam"],
                                   "con": ctx.hparams["lam_con"]},
         hparams={"lam": 0.1, "lam_uni": 0.01, "lam_con": 1.0, "tau": 0.5},
-        model=ModelSpec(fuse=True, unimodal_heads=True),
-        options={"coupling": coupling, "num_permutations": num_permutations, "latents": latents,
-                 "contrastive": contrastive},
+        model=ModelSpec(fuse=True, unimodal_heads=True, pieces=("encode", "fuse")),
     )

@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxmm.losses import classification_loss
-from jaxmm.methods.base import Method, ModelSpec
+from jaxmm.losses.ce import as_categorical
+from jaxmm.methods.base import EpochHook, GradientTransform, Method, ModelSpec, Terms
 from jaxmm.methods.registry import register
+from jaxmm.models.groups import path_keys
 from jaxmm.models.multimodal import ModelOutput
-from jaxmm.transforms._tree import put_like
 from jaxmm.transforms.mla import mla as mla_transform
 
 FUSIONS = ("entropy", "entropy_batch", "fixed")
@@ -48,9 +47,7 @@ FUSIONS = ("entropy", "entropy_batch", "fixed")
 
 def _probabilities(logits):
     """Class probabilities ``[..., K]`` (a single logit is a binary sigmoid head: ``K = 2``)."""
-    if logits.shape[-1] == 1:
-        logits = jnp.concatenate([jnp.zeros_like(logits), logits], axis=-1)
-    return jax.nn.softmax(logits, axis=-1)
+    return jax.nn.softmax(as_categorical(logits), axis=-1)
 
 
 def _entropy(p, axis):
@@ -87,10 +84,6 @@ def _shared(modalities) -> str:
     return min(modalities)
 
 
-def _path_keys(path):
-    return [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
-
-
 @register("mla")
 def mla(projection: str = "replace", denominator: str = "scalar", base: float = 0.1, fusion: str = "entropy",
         fixed_weights: tuple = ()) -> Method:
@@ -125,58 +118,49 @@ def mla(projection: str = "replace", denominator: str = "scalar", base: float = 
         widths = {m: f.shape[-1] for m, f in features.items()}
         if len(set(widths.values())) != 1:
             raise ValueError(f"mla: the shared head needs one feature width for every modality, got {widths}")
-        ce = sum(jnp.where(active[i], classification_loss(model.unimodal(_shared(mods), features[m]), batch.label), 0.0)
+        ce = sum(jnp.where(active[i], ctx.loss(model.unimodal(_shared(mods), features[m]), batch.label), 0.0)
                  for i, m in enumerate(mods))
         feature = sum(jnp.where(active[i], features[m], 0.0) for i, m in enumerate(mods))
-        ms = ctx.method_state
+        ms = ctx.state
         fraction = jnp.where(ms["steps_per_epoch"] > 0,
                              (ctx.step - ms["epoch_start"]) / jnp.maximum(ms["steps_per_epoch"], 1), 0.0)
-        aux = {"features": jnp.average(feature, axis=0, weights=batch.meta["valid"])[None, :],
-               "epoch_fraction": jnp.clip(fraction, 0.0, 1.0),
-               **{f"active/{m}": active[i].astype(jnp.float32) for i, m in enumerate(mods)}}
-        return {"ce": ce}, aux
+        valid = batch.meta.get("valid")
+        signals = {"features": jnp.average(feature, axis=0, weights=valid)[None, :],
+                   "epoch_fraction": jnp.clip(fraction, 0.0, 1.0)}
+        return Terms({"ce": ce}, signals=signals,
+                     logs={f"active/{m}": active[i].astype(jnp.float32) for i, m in enumerate(mods)})
 
-    def extra_args(ctx, aux):
-        mods = [k.split("/", 1)[1] for k in aux if k.startswith("active/")]
-        return {"features": aux["features"], "epoch_fraction": aux["epoch_fraction"],
-                "active": {m: aux[f"active/{m}"] > 0 for m in mods}}
-
-    def update_mask(params, extra):
-        active, shared = extra["active"], _shared(extra["active"])
+    def trainable(params, ctx):
+        active = dict(zip(ctx.modalities, active_of(ctx.step, ctx.modalities)))
+        shared = _shared(ctx.modalities)
 
         def keep(path, _):
-            keys = _path_keys(path)
+            keys = path_keys(path)
             if keys[0] == "encoders":
                 return active[keys[1]]
             return keys[0] != "unimodal_heads" or keys[1] == shared
 
         return jax.tree_util.tree_map_with_path(keep, params)
 
-    def forward(model, inputs):
+    def forward(model, inputs, ctx=None):
         features = model.encode(inputs)
         shared = _shared(model.modalities)
         uni = {m: model.unimodal(shared, features[m]) for m in model.modalities}
         return ModelOutput(fuse_predictions(uni, fusion, fixed_weights), uni, features)
 
-    def epoch_end(state, stats, context):
-        ms = state.method_state
-        steps = int(np.asarray(state.step).reshape(-1)[0])
-        runs = ms["epoch_start"].shape
-        new = {"epoch_start": np.full(runs, steps), "steps_per_epoch": np.full(runs, steps // (context.epoch + 1))}
-        return state._replace(method_state=put_like(new, ms))
+    def record_epoch_start(run, context):
+        steps = jnp.asarray(run.step, jnp.int32)
+        return run._replace(state={"epoch_start": steps, "steps_per_epoch": steps // (context.epoch + 1)})
 
     return Method(
-        name="mla", summary=mla.__doc__.splitlines()[0], terms=terms,
+        terms=terms,
         term_weights=lambda ctx: {"ce": 1.0},
-        model=ModelSpec(fuse=False, unimodal_heads=True),
+        model=ModelSpec(fuse=False, unimodal_heads=True, pieces=("encode", "unimodal")),
         forward=forward,
         init_state=lambda model, batch: {"epoch_start": jnp.zeros((), jnp.int32),
                                          "steps_per_epoch": jnp.zeros((), jnp.int32)},
-        transform=lambda modalities, labels: mla_transform(labels=labels, head_label="head", projection=projection,
-                                                           denominator=denominator, base=base),
-        extra_args=extra_args,
-        update_mask=update_mask,
-        epoch_end=epoch_end,
-        options={"projection": projection, "denominator": denominator, "base": base, "fusion": fusion,
-                 "fixed_weights": tuple(fixed_weights)},
+        transform=GradientTransform(lambda modalities, labels: mla_transform(
+            labels=labels, head_label="head", projection=projection, denominator=denominator, base=base)),
+        trainable=trainable,
+        epoch_end=EpochHook(record_epoch_start),
     )

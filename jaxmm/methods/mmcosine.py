@@ -12,9 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmm.losses import classification_loss
 from jaxmm.losses.mmcosine import cosine_logits
-from jaxmm.methods.base import Method, ModelSpec
+from jaxmm.methods.base import Method, ModelSpec, Terms
 from jaxmm.methods.registry import register
 from jaxmm.models.multimodal import ModelOutput
 
@@ -66,13 +65,12 @@ def mmcosine(eval_scale: float = 10.0) -> Method:
 
     def terms(model, batch, ctx):
         out = cosine_forward(model, batch.inputs, ctx.hparams["scale"])
-        return {"ce": classification_loss(out.logits, batch.label)}, {}
+        return Terms({"ce": ctx.loss(out.logits, batch.label)})
 
     return Method(
-        name="mmcosine", summary=mmcosine.__doc__.splitlines()[0], terms=terms,
+        terms=terms,
         term_weights=lambda ctx: {"ce": 1.0},
         hparams={"scale": 10.0},
-        model=ModelSpec(fuse=False, unimodal_heads=True),
-        forward=lambda model, inputs: cosine_forward(model, inputs, eval_scale),
-        options={"eval_scale": eval_scale},
+        model=ModelSpec(fuse=False, unimodal_heads=True, pieces=("encode", "unimodal")),
+        forward=lambda model, inputs, ctx: cosine_forward(model, inputs, eval_scale),
     )

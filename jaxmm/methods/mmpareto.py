@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from jaxmm.losses import classification_loss
-from jaxmm.methods.base import Method, ModelSpec
+from jaxmm.methods.base import GradientTransform, Method, ModelSpec, Terms
 from jaxmm.methods.registry import register
 from jaxmm.transforms.mmpareto import mmpareto as mmpareto_transform
 
@@ -44,18 +43,17 @@ def mmpareto(conflict_check: bool = True) -> Method:
 
     def terms(model, batch, ctx):
         out = model(batch.inputs)
-        t = {"ce": classification_loss(out.logits, batch.label)}
-        t.update({f"uni_ce/{m}": classification_loss(v, batch.label) for m, v in out.unimodal_logits.items()})
-        return t, {}
+        t = {"ce": ctx.loss(out.logits, batch.label)}
+        t.update({f"uni_ce/{m}": ctx.loss(v, batch.label) for m, v in out.unimodal_logits.items()})
+        return Terms(t, signals={"gamma": ctx.hparams["gamma"]})
 
     return Method(
-        name="mmpareto", summary=mmpareto.__doc__.splitlines()[0], terms=terms,
+        terms=terms,
         term_weights=lambda ctx: defaultdict(lambda: 1.0),  # every term weighs 1, whatever the modalities
         hparams={"gamma": 1.5},
-        model=ModelSpec(fuse=True, unimodal_heads=True),
-        transform=lambda modalities, labels: mmpareto_transform(
-            group_terms(modalities), labels=labels, conflict_check=conflict_check),
-        extra_args=lambda ctx, aux: {"gamma": ctx.hparams["gamma"]},
-        per_term_grads=True,
-        options={"conflict_check": conflict_check},
+        model=ModelSpec(fuse=True, unimodal_heads=True, tasks=("classification", "regression")),
+        transform=GradientTransform(
+            lambda modalities, labels: mmpareto_transform(group_terms(modalities), labels=labels,
+                                                          conflict_check=conflict_check),
+            per_term_grads=True),
     )

@@ -25,37 +25,16 @@ from __future__ import annotations
 
 import jax
 
-from jaxmm.losses import classification_loss
+from jaxmm import _checks
 from jaxmm.methods._responses import fusion_slices
-from jaxmm.methods.base import Method, ModelSpec, per_modality
+from jaxmm.methods.base import GradientTransform, Method, ModelSpec, Terms, per_modality
 from jaxmm.methods.registry import register
 from jaxmm.models.multimodal import ModelOutput
 from jaxmm.monitors.scores import discrepancy_score
-from jaxmm.transforms import _common
 from jaxmm.transforms.ogm_ge import TENSORS
 from jaxmm.transforms.ogm_ge import ogm_ge as ogm_ge_transform
 
 SCORES = ("fusion", "heads")
-
-
-def score_args(aux: dict) -> dict:
-    """``{modality: score}`` from the ``score/<modality>`` entries of a step's aux."""
-    return {k.removeprefix("score/"): v for k, v in aux.items() if k.startswith("score/")}
-
-
-def check_window(name: str, window):
-    """A ``(first, last)`` epoch window as a tuple (lists from JSON/CLI accepted) or ``None``.
-
-    Raises:
-      ValueError: for a malformed window.
-    """
-    if window is None:
-        return None
-    if not isinstance(window, (tuple, list)) or len(window) != 2:
-        raise ValueError(f"{name}: `window` must be (first_epoch, last_epoch) or None, got {window!r}.")
-    window = tuple(int(e) for e in window)
-    _common.check_window(name, window)
-    return window
 
 
 @register("ogm_ge")
@@ -75,10 +54,10 @@ def ogm_ge(scores: str = "fusion", generalization: bool = True, tensors: str = "
     Hyper-parameters (vmappable): ``alpha`` (0.8, the official CREMA-D value),
     ``lam_uni`` (weight of the probe heads' CE, ``scores="heads"`` only).
     """
-    _common.check_choice("ogm_ge", "scores", scores, SCORES)
-    _common.check_choice("ogm_ge", "tensors", tensors, TENSORS)
-    _common.check_positive("ogm_ge", "ratio_offset", ratio_offset, allow_zero=True)
-    window = check_window("ogm_ge", window)
+    _checks.check_choice("scores", scores, SCORES, owner="ogm_ge")
+    _checks.check_choice("tensors", tensors, TENSORS, owner="ogm_ge")
+    _checks.check_positive("ratio_offset", ratio_offset, owner="ogm_ge", allow_zero=True)
+    window = _checks.check_window("window", window, owner="ogm_ge")
     heads = scores == "heads"
 
     def unimodal_logits(model, features):
@@ -86,30 +65,29 @@ def ogm_ge(scores: str = "fusion", generalization: bool = True, tensors: str = "
             return {m: model.unimodal(m, jax.lax.stop_gradient(features[m])) for m in model.modalities}
         return fusion_slices(model, features)
 
-    def forward(model, inputs):
+    def forward(model, inputs, ctx=None):
         features = model.encode(inputs)
         return ModelOutput(model.fuse(features), unimodal_logits(model, features), features)
 
     def terms(model, batch, ctx):
         out = forward(model, batch.inputs)
-        t = {"ce": classification_loss(out.logits, batch.label)}
+        t = {"ce": ctx.loss(out.logits, batch.label)}
         if heads:
-            t["uni_ce"] = sum(classification_loss(v, batch.label) for v in out.unimodal_logits.values())
+            t["uni_ce"] = sum(ctx.loss(v, batch.label) for v in out.unimodal_logits.values())
         valid = batch.meta.get("valid")
-        return t, {f"score/{m}": discrepancy_score(v, batch.label, valid) for m, v in out.unimodal_logits.items()}
+        signals = {"scores": {m: discrepancy_score(v, batch.label, valid) for m, v in out.unimodal_logits.items()},
+                   "alpha": ctx.hparams["alpha"], "key": jax.random.fold_in(ctx.rng, 1)}
+        return Terms(t, signals=signals)
 
     return Method(
-        name="ogm_ge", summary=ogm_ge.__doc__.splitlines()[0], terms=terms,
+        terms=terms,
         term_weights=lambda ctx: {"ce": 1.0, **({"uni_ce": ctx.hparams["lam_uni"]} if heads else {})},
         hparams={"alpha": 0.8, **({"lam_uni": 1.0} if heads else {})},
-        model=ModelSpec(fuse=True, unimodal_heads=heads),
+        model=ModelSpec(fuse=True, unimodal_heads=heads, pieces=("encode", "fuse") + (("unimodal",) if heads else ())),
         forward=forward,
-        transform=lambda modalities, labels: ogm_ge_transform(
-            modalities, labels=labels, generalization=generalization, tensors=tensors, window=window,
-            ratio_offset=ratio_offset),
-        extra_args=lambda ctx, aux: {"scores": score_args(aux), "alpha": ctx.hparams["alpha"],
-                                     "key": jax.random.fold_in(ctx.rng, 1)},
-        transform_metrics=lambda state, modalities: per_modality("coef", state.coefficients, modalities),
-        options={"scores": scores, "generalization": generalization, "tensors": tensors, "window": window,
-                 "ratio_offset": ratio_offset},
+        transform=GradientTransform(
+            lambda modalities, labels: ogm_ge_transform(
+                modalities, labels=labels, generalization=generalization, tensors=tensors, window=window,
+                ratio_offset=ratio_offset),
+            metrics=lambda state, modalities: per_modality("coef", state.coefficients, modalities)),
     )

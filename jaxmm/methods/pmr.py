@@ -10,17 +10,15 @@ first epoch, blends them with momentum ``μ``: ``c ← (1 − μ)·c_new + μ·c
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmm.losses import classification_loss
 from jaxmm.losses.prototype import PMR_RULES, class_means, class_sums, ema_update, pmr_loss
-from jaxmm.methods._shared import eval_copy
-from jaxmm.methods.base import Method, ModelSpec, unimodal_ce
+from jaxmm.methods._responses import eval_view
+from jaxmm.methods.base import EpochHook, Method, ModelSpec, Terms, unimodal_loss, valid_of
 from jaxmm.methods.registry import register
 
 
@@ -28,11 +26,10 @@ def _num_classes(logits: jax.Array) -> int:
     return max(logits.shape[-1], 2)
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4, 5))
-def _refresh(features, labels, old, num_classes: int, momentum: float, blend: bool):
-    """New prototypes per run from ``[R, N, D]`` features: class means (an absent class keeps
-    ``old [R, C, D]``), blended with ``old`` by ``momentum`` if ``blend``."""
-    new = jax.vmap(lambda z, y, f: class_means(*class_sums(z, y, num_classes), fallback=f))(features, labels, old)
+def refresh_prototypes(features, labels, old, num_classes: int, momentum: float, blend: bool):
+    """New prototypes from ``[N, D]`` features: class means (an absent class keeps ``old [C, D]``),
+    blended with ``old`` by ``momentum`` if ``blend``."""
+    new = class_means(*class_sums(features, labels, num_classes), fallback=old)
     return ema_update(old, new, momentum) if blend else new
 
 
@@ -75,42 +72,36 @@ def pmr(rule: str = "code", momentum: float = 0.0, proto_fraction: float = 0.1, 
         entropy_on = in_window(ctx.epoch)
         if entropy_epochs:
             entropy_on &= ctx.epoch < modulation_start + entropy_epochs
-        loss, coef = pmr_loss([out.features[m] for m in names], [ctx.method_state["prototypes"][m] for m in names],
+        loss, coef = pmr_loss([out.features[m] for m in names], [ctx.state["prototypes"][m] for m in names],
                               batch.label, alpha=ctx.hparams["alpha"], rule=rule,
-                              entropy_weight=ctx.hparams["mu"] * entropy_on, where=batch.meta["valid"] > 0)
-        t = {"ce": classification_loss(out.logits, batch.label), "pmr": loss}
+                              entropy_weight=ctx.hparams["mu"] * entropy_on, where=valid_of(batch) > 0)
+        t = {"ce": ctx.loss(out.logits, batch.label), "pmr": loss}
         if probe_heads:
             probes = {m: model.unimodal(m, jax.lax.stop_gradient(z)) for m, z in out.features.items()}
-            t["probe_ce"] = unimodal_ce(out._replace(unimodal_logits=probes), batch.label)
-        return t, {f"pmr_coef/{m}": coef[i] for i, m in enumerate(names)}
+            t["probe_ce"] = unimodal_loss(out._replace(unimodal_logits=probes), batch.label, ctx)
+        return Terms(t, logs={f"pmr_coef/{m}": coef[i] for i, m in enumerate(names)})
 
     def init_state(model, batch):
-        out = eval_copy(model)(batch.inputs)
+        out = eval_view(model)(batch.inputs)
         k = _num_classes(out.logits)
         valid = batch.meta.get("valid")
         return {"prototypes": {m: class_means(*class_sums(z, batch.label, k, where=valid))
                                for m, z in out.features.items()}}
 
-    def epoch_end(state, stats, context):
-        out = context.outputs(state, "train")
-        labels = context.data["train"].label
-        n = labels.shape[1]
+    def refresh(run, context):
+        out, labels = context.outputs["train"], context.labels["train"]
+        n = labels.shape[0]
         keep = np.sort(np.random.default_rng(context.epoch).permutation(n)[:max(1, math.ceil(proto_fraction * n))])
         k = _num_classes(out.logits)
-        protos = {}
-        for m, old in state.method_state["prototypes"].items():
-            new = _refresh(out.features[m][:, keep], labels[:, keep], old, k, momentum, context.epoch > 0)
-            protos[m] = jax.device_put(new.astype(old.dtype), old.sharding)
-        return state._replace(method_state={"prototypes": protos})
+        protos = {m: refresh_prototypes(out.features[m][keep], labels[keep], old, k, momentum, context.epoch > 0)
+                  for m, old in run.state["prototypes"].items()}
+        return run._replace(state={"prototypes": protos})
 
     return Method(
-        name="pmr", summary=pmr.__doc__.splitlines()[0], terms=terms,
+        terms=terms,
         term_weights=lambda ctx: {"ce": 1.0, "pmr": in_window(ctx.epoch).astype(jnp.float32), "probe_ce": 1.0},
         hparams={"alpha": 2.0, "mu": 0.0},
-        model=ModelSpec(fuse=True, unimodal_heads=probe_heads),
+        model=ModelSpec(fuse=True, unimodal_heads=probe_heads, pieces=("unimodal",) if probe_heads else ()),
         init_state=init_state,
-        epoch_end=epoch_end,
-        options={"rule": rule, "momentum": momentum, "proto_fraction": proto_fraction,
-                 "modulation_start": modulation_start, "modulation_end": modulation_end,
-                 "entropy_epochs": entropy_epochs, "probe_heads": probe_heads},
+        epoch_end=EpochHook(refresh, reads=lambda epoch, num_epochs: ("train",)),
     )

@@ -5,10 +5,12 @@ The learners are ``φ_m`` = encoder ``m`` + its unimodal head; the ensemble is
 stages: a *modality phase* of ``epochs_per_stage`` epochs trains the active learner ``φ_m``
 (``m`` = stage mod M) with the reconcilement loss against the others' ensemble (gradient-stopped,
 so nothing else receives a gradient), then *global rectification* trains every learner and ``η``
-for ``correct_epochs`` epochs on ``CE(F, y)``. As in the official code, the optimiser state is
-reset at every phase boundary (the code creates a fresh optimiser per phase), so a learner
-outside its phase does not move — up to weight decay, which the trainer's optimiser still applies
-to every parameter (the code's per-phase optimiser only holds the active learner).
+for ``correct_epochs`` epochs on ``CE(F, y)``. As in the official code, the optimiser's moments
+restart at every phase boundary (the code creates a fresh SGD per phase) while its learning-rate
+schedule keeps counting (the code's decay runs on stages, across phases); the trainer's reset
+(:func:`jaxmm.train.optim.fresh_optimizer_state`) does exactly that. A learner outside its phase
+does not move — up to weight decay, which the trainer's optimiser still applies to every
+parameter (the code's per-phase optimiser only holds the active learner).
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxmm._checks import check_choice
+from jaxmm.losses.ce import as_categorical
 from jaxmm.losses.reconboost import FORMS, ensemble_logits, ga_loss, reconcilement_loss, rectification_loss
-from jaxmm.methods._shared import categorical
-from jaxmm.methods.base import Method, ModelSpec
+from jaxmm.methods.base import EpochHook, Method, ModelSpec, Terms
 from jaxmm.methods.registry import register
 from jaxmm.models.multimodal import ModelOutput
 
@@ -38,7 +41,7 @@ def phase(epoch, epochs_per_stage: int, correct_epochs: int):
     return epoch // cycle, epoch % cycle < epochs_per_stage
 
 
-def ensemble_forward(model, inputs) -> ModelOutput:
+def ensemble_forward(model, inputs, ctx=None) -> ModelOutput:
     """Inference per the paper: ``F(x) = η Σ_m φ_m(x_m)`` as the fused logits."""
     out = model(inputs)
     eta = model.extras["boost_rate"].value
@@ -49,18 +52,7 @@ def _previous_logits(model, snapshot, inputs) -> dict[str, jax.Array]:
     """Each learner's logits under the parameters saved at the start of its phase."""
     graphdef, _, rest = nnx.split(model, nnx.Param, ...)
     previous = nnx.merge(graphdef, snapshot, rest, copy=True)
-    return {m: categorical(v) for m, v in previous(inputs).unimodal_logits.items()}
-
-
-def _fresh_optimizer(opt_state):
-    """The trainer's ``(transform state, optimiser state)`` with the optimiser's moments and
-    counts zeroed (a freshly created optimiser), keeping its per-run hyper-parameters."""
-    transform_state, optimizer_state = opt_state
-    if not hasattr(optimizer_state, "inner_state"):
-        raise ValueError("reset_optimizer=True needs the trainer's inject_hyperparams optimiser state; "
-                         "pass reset_optimizer=False with another optimiser")
-    inner = jax.tree.map(jnp.zeros_like, optimizer_state.inner_state)
-    return transform_state, optimizer_state._replace(inner_state=inner)
+    return {m: as_categorical(v) for m, v in previous(inputs).unimodal_logits.items()}
 
 
 @register("reconboost")
@@ -77,16 +69,14 @@ def reconboost(form: str = "code", ga: str = "detached", epochs_per_stage: int =
         previous learners' forward pass and their parameter snapshot).
       epochs_per_stage: epochs of each modality phase (CREMA-D 4; BalanceBenchmark 1).
       correct_epochs: epochs of global rectification after each modality phase (4).
-      reset_optimizer: zero the optimiser state at every phase boundary (official: a fresh
-        optimiser per phase).
+      reset_optimizer: restart the optimiser's moments at every phase boundary (official: a fresh
+        optimiser per phase; the learning-rate schedule keeps counting).
 
     Hyper-parameters (vmappable): ``w1`` (5.0; AVE 4.0), ``w2`` (1.0), ``lam`` (paper form's
     KL weight), ``alpha`` (GA weight, 0.5).
     """
-    if form not in FORMS:
-        raise ValueError(f"unknown form {form!r}; choose one of {FORMS}")
-    if ga not in GA_MODES:
-        raise ValueError(f"unknown ga {ga!r}; choose one of {GA_MODES}")
+    check_choice("form", form, FORMS, owner="reconboost")
+    check_choice("ga", ga, GA_MODES, owner="reconboost")
     if epochs_per_stage < 1 or correct_epochs < 0:
         raise ValueError(f"need epochs_per_stage >= 1 and correct_epochs >= 0, got {epochs_per_stage} "
                          f"and {correct_epochs}")
@@ -94,12 +84,12 @@ def reconboost(form: str = "code", ga: str = "detached", epochs_per_stage: int =
     def terms(model, batch, ctx):
         out = model(batch.inputs)
         eta = model.extras["boost_rate"].value
-        logits = {m: categorical(v) for m, v in out.unimodal_logits.items()}
+        logits = {m: as_categorical(v) for m, v in out.unimodal_logits.items()}
         names = list(logits)
         stage, _ = phase(ctx.epoch, epochs_per_stage, correct_epochs)
         active = jax.nn.one_hot(stage % len(names), len(names))
         hp = ctx.hparams
-        previous = _previous_logits(model, ctx.method_state["previous"], batch.inputs) if ga != "off" else None
+        previous = _previous_logits(model, ctx.state["previous"], batch.inputs) if ga != "off" else None
         boost, ga_term = 0.0, 0.0
         for i, m in enumerate(names):
             others = ensemble_logits([logits[k] for k in names if k != m], eta)
@@ -110,32 +100,31 @@ def reconboost(form: str = "code", ga: str = "detached", epochs_per_stage: int =
         t = {"boost": boost, "rectify": rectification_loss(list(logits.values()), batch.label, boost_rate=eta)}
         if previous is not None:
             t["ga"] = ga_term
-        return t, {"boost_rate": eta, "active_modality": stage % len(names)}
+        return Terms(t, logs={"boost_rate": eta, "active_modality": stage % len(names)})
 
     def term_weights(ctx):
         stage, boosting = phase(ctx.epoch, epochs_per_stage, correct_epochs)
         boosting = jnp.asarray(boosting, jnp.float32)
         return {"boost": boosting, "rectify": 1.0 - boosting, "ga": ctx.hparams["alpha"] * boosting * (stage > 0)}
 
-    def epoch_end(state, stats, context):
-        pos = (context.epoch + 1) % (epochs_per_stage + correct_epochs)
-        if pos == 0 and ga != "off":
-            state = state._replace(method_state={"previous": jax.tree.map(jnp.copy, state.params)})
-        if reset_optimizer and pos in (0, epochs_per_stage):
-            state = state._replace(opt_state=_fresh_optimizer(state.opt_state))
-        return state
+    def position(epoch):
+        return (epoch + 1) % (epochs_per_stage + correct_epochs)
+
+    def snapshot(run, context):
+        if position(context.epoch) == 0 and ga != "off":
+            return run._replace(state={"previous": jax.tree.map(jnp.copy, run.params)})
+        return run
 
     def init_state(model, batch):
         return {"previous": nnx.state(model, nnx.Param)} if ga != "off" else {}
 
     return Method(
-        name="reconboost", summary=reconboost.__doc__.splitlines()[0], terms=terms, term_weights=term_weights,
+        terms=terms, term_weights=term_weights,
         hparams={"w1": 5.0, "w2": 1.0, "lam": 1.0, "alpha": 0.5},
-        model=ModelSpec(fuse=False, unimodal_heads=True),
+        model=ModelSpec(fuse=False, unimodal_heads=True,
+                        extras=lambda model, num_outputs, rngs: {"boost_rate": BoostRate()}),
         forward=ensemble_forward,
         init_state=init_state,
-        extra_modules=lambda width, k, rngs, feature_widths: {"boost_rate": BoostRate()},
-        epoch_end=epoch_end,
-        options={"form": form, "ga": ga, "epochs_per_stage": epochs_per_stage, "correct_epochs": correct_epochs,
-                 "reset_optimizer": reset_optimizer},
+        epoch_end=EpochHook(snapshot, reset_optimizer=lambda epoch: reset_optimizer and position(epoch) in (
+            0, epochs_per_stage)),
     )

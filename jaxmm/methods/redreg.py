@@ -29,16 +29,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxmm.losses import classification_loss
 from jaxmm.methods import _masking
-from jaxmm.methods.base import Method, ModelSpec, per_modality, unimodal_ce
+from jaxmm.methods.base import EpochHook, GradientTransform, Method, ModelSpec, Terms, per_modality, unimodal_loss
 from jaxmm.methods.registry import register
 from jaxmm.monitors.redundancy_phase import (co_information_similarity, init_redundancy_phase, noisy_views,
                                              redundancy_score, update_redundancy_phase)
 from jaxmm.monitors.scores import confidence
-from jaxmm.transforms._tree import put_like
 from jaxmm.transforms.redreg import redreg as redreg_transform
 
 
@@ -152,10 +149,10 @@ def redreg(num_epochs: int = 0, window: int = 10, gamma: float = 0.5, momentum: 
     redreg_transform(("m0", "m1"), labels=None, **gate)  # validates the gate options now
 
     def total_epochs(ctx):
-        return num_epochs or ctx.method_state["num_epochs"]
+        return num_epochs or ctx.state["num_epochs"]
 
     def terms(model, batch, ctx):
-        mods, valid = model.modalities, batch.meta["valid"]
+        mods, valid = model.modalities, batch.meta.get("valid")
         drop_key, view_key = jax.random.split(ctx.rng)
         inputs = batch.inputs
         if modal_drop:
@@ -164,41 +161,34 @@ def redreg(num_epochs: int = 0, window: int = 10, gamma: float = 0.5, momentum: 
         conf = jnp.stack([confidence(out.unimodal_logits[m], batch.label, valid) for m in mods])
         red = redundancy_scores(model, batch.inputs, view_key, valid, sigma=sigma, clip_views=clip_views,
                                 integer_scale=integer_scale)
-        monitor = update_redundancy_phase(ctx.method_state["monitor"], confidence=conf, redundancy=red,
+        monitor = update_redundancy_phase(ctx.state["monitor"], confidence=conf, redundancy=red,
                                           epoch=ctx.epoch, gamma=gamma, momentum=momentum)
-        aux = {"method_state": {**ctx.method_state, "monitor": monitor},
-               "similarity": co_information_similarity([out.features[m] for m in mods], valid),
-               **{f"confidence/{m}": conf[i] for i, m in enumerate(mods)},
-               **{f"redundancy/{m}": monitor.indicator[i] for i, m in enumerate(mods)}}
-        t = {"ce": classification_loss(out.logits, batch.label), "uni_ce": unimodal_ce(out, batch.label)}
-        return t, aux
-
-    def extra_args(ctx, aux):
-        mods = [k.split("/", 1)[1] for k in aux if k.startswith("confidence/")]
-        extra = {"confidence": {m: aux[f"confidence/{m}"] for m in mods},
-                 "redundancy": {m: aux[f"redundancy/{m}"] for m in mods}, "similarity": aux["similarity"]}
-        return extra if num_epochs else {**extra, "num_epochs": ctx.method_state["num_epochs"]}
+        similarity = co_information_similarity([out.features[m] for m in mods], valid)
+        confidences = {m: conf[i] for i, m in enumerate(mods)}
+        indicators = {m: monitor.indicator[i] for i, m in enumerate(mods)}
+        signals = {"confidence": confidences, "redundancy": indicators, "similarity": similarity,
+                   **({} if num_epochs else {"num_epochs": ctx.state["num_epochs"]})}
+        logs = {"similarity": similarity, **{f"confidence/{m}": c for m, c in confidences.items()},
+                **{f"redundancy/{m}": r for m, r in indicators.items()}}
+        t = {"ce": ctx.loss(out.logits, batch.label), "uni_ce": unimodal_loss(out, batch.label, ctx)}
+        return Terms(t, state={**ctx.state, "monitor": monitor}, signals=signals, logs=logs)
 
     def init_state(model, batch):
         return {"monitor": init_redundancy_phase(len(model.modalities), window),
                 "num_epochs": jnp.asarray(max(num_epochs, 1), jnp.int32)}
 
-    def epoch_end(state, stats, context):
-        ms = state.method_state
-        total = put_like(np.full(ms["num_epochs"].shape, context.num_epochs), ms["num_epochs"])
-        return state._replace(method_state={**ms, "num_epochs": total})
+    def record_num_epochs(run, context):
+        return run._replace(state={**run.state, "num_epochs": jnp.full_like(run.state["num_epochs"],
+                                                                            context.num_epochs)})
 
     return Method(
-        name="redreg", summary=redreg.__doc__.splitlines()[0], terms=terms,
+        terms=terms,
         term_weights=lambda ctx: {"ce": 1.0, "uni_ce": ctx.hparams["lam_uni"]},
         hparams={"lam_uni": 1.0},
-        model=ModelSpec(fuse=True, unimodal_heads=True),
+        model=ModelSpec(fuse=True, unimodal_heads=True, pieces=("encode_one",)),
         init_state=init_state,
-        transform=lambda modalities, labels: redreg_transform(modalities, labels=labels, **gate),
-        extra_args=extra_args,
-        transform_metrics=lambda state, modalities: per_modality("beta", state.beta, modalities),
-        epoch_end=None if num_epochs else epoch_end,
-        options={**gate, "num_epochs": num_epochs, "window": window, "gamma": gamma, "momentum": momentum,
-                 "sigma": sigma, "clip_views": tuple(clip_views), "integer_scale": integer_scale,
-                 "modal_drop": modal_drop},
+        transform=GradientTransform(
+            lambda modalities, labels: redreg_transform(modalities, labels=labels, **gate),
+            metrics=lambda state, modalities: per_modality("beta", state.beta, modalities)),
+        epoch_end=None if num_epochs else EpochHook(record_num_epochs),
     )

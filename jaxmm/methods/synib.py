@@ -5,19 +5,24 @@ with counterfactual passes vmapped over the corrupted modality.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmm.losses import classification_loss, kl_to_reference
+from jaxmm.losses import kl_to_reference
 from jaxmm.methods import _masking
-from jaxmm.methods.base import Method, ModelSpec, unimodal_ce
+from jaxmm.methods.base import Method, ModelSpec, Terms, unimodal_loss
 from jaxmm.methods.registry import register
-from jaxmm.methods.vanilla import anneal
 
 REFERENCES = ("uniform", "unimodal", "gaussian")
+PIECES = ("encode", "encode_one", "fuse")
+
+
+def anneal(epoch, anneal_epochs: int):
+    """Linear warm-up factor ``min(1, (epoch + 1) / anneal_epochs)`` (1 when ``anneal_epochs`` is 0)."""
+    if anneal_epochs <= 0:
+        return 1.0
+    return jnp.minimum(1.0, (epoch + 1) / anneal_epochs)
 
 
 def _anchor_logits(unimodal_logits: dict, masked: str, anchor: str):
@@ -77,20 +82,21 @@ def synib(mask: str = "random", reference: str = "uniform", fill: str = "noise",
                 ref = _anchor_logits(out.unimodal_logits, m, anchor) if reference == "unimodal" else None
                 kls.append(kl_to_reference(cf[i], reference, reference_logits=ref))
         kl = jnp.einsum("m,mb->b", branch_w, jnp.stack(kls))
-        t = {"ce": classification_loss(out.logits, batch.label), "uni_ce": unimodal_ce(out, batch.label),
+        t = {"ce": ctx.loss(out.logits, batch.label), "uni_ce": unimodal_loss(out, batch.label, ctx),
              "synib_kl": kl}
-        aux = {"method_state": {"masking": masking_state}, **{f"mask_rate/{m}": r for m, r in rates.items()}}
-        return t, aux
+        return Terms(t, state={"masking": masking_state}, logs={f"mask_rate/{m}": r for m, r in rates.items()})
+
+    def extras(model, num_outputs, rngs):
+        return {"logvar_head": nnx.Linear(model.trunk_width, num_outputs, rngs=rngs)}
 
     return Method(
-        name="synib", summary=synib.__doc__.splitlines()[0], terms=terms,
+        terms=terms,
         term_weights=lambda ctx: {"ce": 1.0, "uni_ce": ctx.hparams["lam_uni"],
                                   "synib_kl": ctx.hparams["lam"] * anneal(ctx.epoch, anneal_epochs)},
         hparams={"lam": 10.0, "lam_uni": 0.05, "p": 0.4, "lam_sp": 0.03, "l_pareto": 1.0},
-        model=ModelSpec(fuse=True, unimodal_heads=True),
+        model=ModelSpec(fuse=True, unimodal_heads=True, extras=extras if gaussian else None,
+                        pieces=PIECES + (("trunk_width",) if gaussian else ())),
         init_state=lambda model, batch: {"masking": _masking.init_masking_state(model, batch, cfg)},
-        extra_modules=(lambda width, k, rngs, feature_widths: {"logvar_head": nnx.Linear(width, k, rngs=rngs)}) if gaussian else None,
-        options={**dataclasses.asdict(cfg), "reference": reference, "anneal_epochs": anneal_epochs, "anchor": anchor},
     )
 
 
@@ -106,16 +112,15 @@ def masking_control(mask: str = "random", fill: str = "noise", level: str = "inp
 
     def terms(model, batch, ctx):
         out, cf, modalities, masking_state, _ = _masking.clean_and_counterfactual(model, batch, ctx, cfg)
-        ces = jnp.stack([classification_loss(out.logits, batch.label)]
-                        + [classification_loss(cf[i], batch.label) for i in range(len(modalities))])
-        t = {"ce_union": jnp.mean(ces, axis=0), "uni_ce": unimodal_ce(out, batch.label)}
-        return t, {"method_state": {"masking": masking_state}}
+        ces = jnp.stack([ctx.loss(out.logits, batch.label)]
+                        + [ctx.loss(cf[i], batch.label) for i in range(len(modalities))])
+        t = {"ce_union": jnp.mean(ces, axis=0), "uni_ce": unimodal_loss(out, batch.label, ctx)}
+        return Terms(t, state={"masking": masking_state})
 
     return Method(
-        name="masking_control", summary=masking_control.__doc__.splitlines()[0], terms=terms,
+        terms=terms,
         term_weights=lambda ctx: {"ce_union": 1.0, "uni_ce": ctx.hparams["lam_uni"]},
         hparams={"lam_uni": 0.05, "p": 0.4, "lam_sp": 0.03},
-        model=ModelSpec(fuse=True, unimodal_heads=True),
+        model=ModelSpec(fuse=True, unimodal_heads=True, pieces=PIECES, tasks=("classification", "regression")),
         init_state=lambda model, batch: {"masking": _masking.init_masking_state(model, batch, cfg)},
-        options=dataclasses.asdict(cfg),
     )

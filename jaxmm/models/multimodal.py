@@ -115,11 +115,12 @@ class MultimodalClassifier(nnx.Module):
       config: see :class:`ModelConfig`.
       unimodal_heads: build a head per modality on its encoder feature.
       fuse: build the fusion module and fused head (unimodal-only models skip them).
-      extra_modules: ``(trunk_width, num_outputs, rngs, feature_widths) -> {name: module}``,
-        modules a method adds (reachable as ``model.extras[name]``); ``trunk_width`` is the
-        width of the input of the fused head's last Linear (see :meth:`fuse`),
-        ``feature_widths`` maps each modality to its encoder's output width.
       rngs: initialisation and dropout randomness.
+
+    Attributes:
+      feature_widths: modality -> its encoder's output width.
+      trunk_width: width of the input of the fused head's last Linear (see :meth:`fuse`).
+      extras: modules a method adds (``model.extras[name]``; attached by the trainer).
 
     Raises:
       ValueError: no modality, an unknown encoder kind, fusion or dtype, or an
@@ -127,7 +128,7 @@ class MultimodalClassifier(nnx.Module):
     """
 
     def __init__(self, input_shapes: Mapping[str, int | Sequence[int]], num_outputs: int, config: ModelConfig,
-                 *, unimodal_heads: bool = True, fuse: bool = True, extra_modules=None, rngs: nnx.Rngs):
+                 *, unimodal_heads: bool = True, fuse: bool = True, rngs: nnx.Rngs):
         if not input_shapes:
             raise ValueError("a multimodal model needs at least one modality")
         config.__post_init__()  # dict fields may have been edited after construction
@@ -157,7 +158,9 @@ class MultimodalClassifier(nnx.Module):
         self.unimodal_heads = nnx.Dict({
             m: MLP([widths[m], *config.unimodal_hidden, num_outputs], **head) for m in self.modalities
         }) if unimodal_heads else None
-        self.extras = nnx.Dict(extra_modules(trunk_width, num_outputs, rngs, widths) if extra_modules else {})
+        self.feature_widths = widths
+        self.trunk_width = trunk_width
+        self.extras = nnx.Dict({})
 
     def encode_one(self, modality: str, x: jax.Array) -> jax.Array:
         """One modality's encoder feature ``[B, D_m]``, float32 whatever the compute dtype."""

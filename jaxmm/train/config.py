@@ -55,8 +55,9 @@ class TrainConfig:
       eval_batch_size: chunk size of evaluation passes.
       select: ``last`` (report the final epoch) or ``best`` (the epoch with the best
         validation ``select_metric``, per run).
-      select_metric: validation metric for ``best`` and early stopping, e.g. ``acc``
-        or ``acc/source/syn``.
+      select_metric: validation metric for ``best`` and early stopping, e.g. ``acc``,
+        ``acc/source/syn`` or ``mae`` (error metrics are minimised); empty: the task's
+        default (``acc`` for classification, ``mae`` for regression).
       patience: stop once no run improved for this many epochs (0: never stop early).
       eval_train: also evaluate the training split every epoch (per-source dynamics).
       checkpoint_every: save a checkpoint every this many epochs (0: never).
@@ -70,7 +71,7 @@ class TrainConfig:
     batch_size: int = 128
     eval_batch_size: int = 4096
     select: str = "last"
-    select_metric: str = "acc"
+    select_metric: str = ""
     patience: int = 0
     eval_train: bool = False
     checkpoint_every: int = 1

@@ -2,24 +2,26 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm.auto import tqdm
 
 from jaxmm.data.prefetch import prefetch_to_mesh
 from jaxmm.data.types import DatasetSplits
 from jaxmm.data.validate import validate_splits
-from jaxmm.methods.base import EpochContext, Method
-from jaxmm.metrics.classification import classification_report
+from jaxmm.methods.base import EpochContext, EpochHook, Method, RunState
+from jaxmm.tasks import Task, selection_score, task_of
 from jaxmm.models.multimodal import ModelConfig
 from jaxmm.train.batching import augment_frames, batches, check_augmented, epoch_permutations, num_batches, stack_runs
 from jaxmm.train.checkpoint import Checkpointer
 from jaxmm.train.config import OptimizerConfig, TrainConfig
 from jaxmm.train.outputs import RunDir, plot_curves
 from jaxmm.train.sharding import replicate
+from jaxmm.train.state import ModelFactory
 from jaxmm.train.trainer import Trainer, resolve_hparams
 
 
@@ -35,6 +37,7 @@ class FitResult:
       state: the final train state (last epoch; the selected parameters are in ``params``).
       params: the selected parameters (stacked over runs).
       trainer: the compiled functions (for further evaluation).
+      method_state: the method state that goes with ``params`` (the evaluation pass reads it).
     """
 
     test: list[dict]
@@ -44,15 +47,15 @@ class FitResult:
     state: object
     params: object
     trainer: Trainer
+    method_state: object = None
 
 
 def _evaluate(trainer: Trainer, state, data, split_meta, chunk: int) -> list[dict]:
     pred, uni = trainer.predict(state, data, chunk)
     groups = data.meta.get("source")
     return [
-        classification_report(pred[r], data.label[r], split_meta.num_classes,
-                              {m: u[r] for m, u in uni.items()},
-                              groups=None if groups is None else groups[r], group_names=split_meta.group_names)
+        trainer.task.report(pred[r], data.label[r], {m: u[r] for m, u in uni.items()},
+                            groups=None if groups is None else groups[r], group_names=split_meta.group_names)
         for r in range(pred.shape[0])
     ]
 
@@ -61,21 +64,61 @@ def _select(improved, new, old):
     return jax.tree.map(lambda a, b: jnp.where(improved.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
 
 
-def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], model_cfg: ModelConfig,
-        opt_cfg: OptimizerConfig, train_cfg: TrainConfig, *, hparams: Sequence[dict] | None = None,
-        run_dir: str | None = None, resume: bool = False, mesh=None, per_term_grads: bool = False) -> FitResult:
+def task_of_splits(splits: DatasetSplits, loss: str | None = None) -> Task:
+    """The :class:`Task` of a dataset: its kind, its classes (or target width) and ``loss`` (default per kind)."""
+    label = splits.train.label
+    width = label.shape[1] if splits.train.task == "regression" and label.ndim == 2 else 1
+    return task_of(splits.train.task, splits.num_classes if splits.train.task == "classification" else width, loss)
+
+
+def run_epoch_hook(trainer: Trainer, hook: EpochHook, state, data: dict, epoch: int, num_epochs: int,
+                   chunk: int):
+    """Runs a method's one-run epoch hook over every run (vmapped) and restores the state's placement.
+
+    Returns:
+      (new train state, the hook's logs as ``[R]`` arrays).
+    """
+    splits = tuple(hook.reads(epoch, num_epochs))
+    outputs = {s: trainer.outputs(state, data[s], chunk) for s in splits}
+    labels = {s: data[s].label for s in splits}
+
+    def one(run, run_labels, run_outputs):
+        return hook.update(run, EpochContext(epoch, num_epochs, run_labels, run_outputs))
+
+    run = jax.vmap(one)(RunState(state.params, state.method_state, state.step, {}), labels, outputs)
+    run = jax.tree.map(jnp.copy, run)  # no two leaves share a buffer (the next step donates the state)
+    state = state._replace(params=replicate(run.params, trainer.mesh),
+                           method_state=replicate(run.state, trainer.mesh))
+    if hook.reset_optimizer(epoch):
+        state = trainer.reset_optimizer(state)
+    return state, {k: np.asarray(v) for k, v in run.logs.items()}
+
+
+def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
+        model: ModelConfig | ModelFactory, optimizer: OptimizerConfig | optax.GradientTransformation,
+        train_cfg: TrainConfig, *, hparams: Sequence[dict] | None = None, run_dir: str | None = None,
+        resume: bool = False, mesh=None, per_term_grads: bool = False, labels: Callable | None = None,
+        loss: str | None = None) -> FitResult:
     """Trains ``len(seeds)`` runs of ``method`` side by side (one vmapped program).
 
     Args:
       method: the method to train.
       splits: one :class:`DatasetSplits` per run (equal sizes), or a single one shared by all runs.
       seeds: model seeds, one per run.
-      model_cfg, opt_cfg, train_cfg: configuration.
+      model: a :class:`ModelConfig` (the built-in classifier) or a factory ``rngs -> nnx.Module``
+        following the model protocol (:mod:`jaxmm.train.state`).
+      optimizer: an :class:`OptimizerConfig` (learning rate and weight decay vmappable per run)
+        or any ``optax.GradientTransformation`` (clipping, warm-up, cosine, …).
+      train_cfg: the epoch loop.
       hparams: per-run hyper-parameter overrides (e.g. ``[{"lam": 1.0}, {"lam": 10.0}]``).
       run_dir: output folder (``None``: no files, no checkpoints).
       resume: continue from the newest checkpoint in ``run_dir``.
       mesh: device mesh (default: all devices on a ``data`` axis).
       per_term_grads: compute gradients term by term (one forward, vmapped VJP).
+      labels: ``params -> group names`` for the method's transform (default: the built-in
+        model's layout, :func:`~jaxmm.train.state.param_labels`).
+      loss: the task's loss (classification ``auto|softmax|sigmoid``, regression ``l1|mse``;
+        default ``auto`` / ``l1``).
 
     Returns:
       A :class:`FitResult`.
@@ -90,14 +133,15 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
     for s in splits:
         validate_splits(s)
     first = splits[0]
+    task = task_of_splits(first, loss)
     input_shapes = {m: tuple(x.shape[1:]) for m, x in first.train.inputs.items()}
-    num_outputs = 1 if first.num_classes == 2 else first.num_classes
     n_train = len(first.train)
-    hp = resolve_hparams(method, opt_cfg, hparams)
-    trainer = Trainer(method, input_shapes, num_outputs, model_cfg, opt_cfg, mesh, per_term_grads,
-                      steps_per_epoch=num_batches(n_train, train_cfg.batch_size))
+    hp = resolve_hparams(method, optimizer, hparams)
+    trainer = Trainer(method, input_shapes, task, model, optimizer, mesh, per_term_grads,
+                      steps_per_epoch=num_batches(n_train, train_cfg.batch_size), labels=labels)
     data = {name: stack_runs([getattr(s, name) for s in splits]) for name in ("train", "val", "test")}
     check_augmented(data["train"], train_cfg.augment_frames)
+    select_metric = train_cfg.select_metric or task.select_metric
 
     example = next(batches(data["train"], np.arange(n_train)[None], train_cfg.batch_size))
     hp = replicate(hp, trainer.mesh)  # once, not every step
@@ -106,7 +150,8 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
     loop = {"epoch": np.zeros((), np.int32), "best_score": np.full(runs, -np.inf, np.float32),
             "best_epoch": np.zeros(runs, np.int32), "bad_epochs": np.zeros(runs, np.int32)}
     if train_cfg.select == "best":
-        loop["best_params"], loop["best_rest"] = jax.tree.map(jnp.copy, (state.params, state.rest))  # state is donated
+        loop["best_params"], loop["best_rest"], loop["best_method_state"] = jax.tree.map(
+            jnp.copy, (state.params, state.rest, state.method_state))  # state is donated
 
     out = RunDir(run_dir) if run_dir else None
     ckpt = Checkpointer(run_dir) if run_dir and train_cfg.checkpoint_every else None
@@ -136,9 +181,9 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
         state = state._replace(epoch=state.epoch + 1)
         record = {"epoch": epoch, **{f"train/{k}": np.asarray(v) / count for k, v in sums.items()}}
         if method.epoch_end is not None:
-            context = EpochContext(epoch, train_cfg.epochs, data,
-                                   lambda st, split: trainer.outputs(st, data[split], train_cfg.eval_batch_size))
-            state = method.epoch_end(state, record, context)
+            state, logs = run_epoch_hook(trainer, method.epoch_end, state, data, epoch, train_cfg.epochs,
+                                         train_cfg.eval_batch_size)
+            record.update({f"{method.name}/{k}": v for k, v in logs.items()})
         if not np.all(np.isfinite(record["train/loss"])):
             raise FloatingPointError(f"training loss became {record['train/loss']} at epoch {epoch} "
                                      f"({method.name}); lower the learning rate or check the inputs")
@@ -147,14 +192,15 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
         if train_cfg.eval_train:
             tr = _evaluate(trainer, state, data["train"], first.train, train_cfg.eval_batch_size)
             record.update({f"trainset/{k}": [v[k] for v in tr] for k in tr[0]})
-        score = np.asarray([v.get(train_cfg.select_metric, np.nan) for v in val], np.float32)
+        score = np.asarray([selection_score(v, select_metric) for v in val], np.float32)
         improved = score > loop["best_score"]
         loop["best_score"] = np.where(improved, score, loop["best_score"])
         loop["best_epoch"] = np.where(improved, epoch + 1, loop["best_epoch"])
         loop["bad_epochs"] = np.where(improved, 0, loop["bad_epochs"] + 1)
         if train_cfg.select == "best":
-            loop["best_params"] = _select(jnp.asarray(improved), state.params, loop["best_params"])
-            loop["best_rest"] = _select(jnp.asarray(improved), state.rest, loop["best_rest"])
+            for key, part in (("best_params", state.params), ("best_rest", state.rest),
+                              ("best_method_state", state.method_state)):
+                loop[key] = _select(jnp.asarray(improved), part, loop[key])
         loop["epoch"] = np.asarray(epoch + 1, np.int32)
         history.append(record)
         if out:
@@ -162,20 +208,21 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int], m
         if ckpt and ((epoch + 1) % train_cfg.checkpoint_every == 0 or epoch + 1 == train_cfg.epochs):
             ckpt.save(epoch + 1, {"state": state, "loop": loop})
         bar.set_postfix(loss=f"{np.mean(record['train/loss']):.3f}",
-                        val=f"{np.nanmean(score):.3f}")
+                        val=f"{np.nanmean(np.abs(score)):.3f}")
         if train_cfg.patience and np.all(loop["bad_epochs"] >= train_cfg.patience):
             break
 
     if train_cfg.select == "best":
-        final = state._replace(params=loop["best_params"], rest=loop["best_rest"])
+        final = state._replace(params=loop["best_params"], rest=loop["best_rest"],
+                               method_state=loop["best_method_state"])
         selected = [int(e) for e in loop["best_epoch"]]
     else:
         final, selected = state, [int(loop["epoch"])] * runs
     test = _evaluate(trainer, final, data["test"], first.test, train_cfg.eval_batch_size)
     val = _evaluate(trainer, final, data["val"], first.val, train_cfg.eval_batch_size)
-    result = FitResult(test, val, selected, history, state, final.params, trainer)
+    result = FitResult(test, val, selected, history, state, final.params, trainer, final.method_state)
     if out:
-        _write_outputs(out, method, seeds, hparams, result)
+        _write_outputs(out, method, seeds, hparams, result, task)
     return result
 
 
@@ -190,9 +237,11 @@ def summarize(per_run: list[dict]) -> dict:
     return out
 
 
-def _write_outputs(out: RunDir, method, seeds, hparams, result: FitResult) -> None:
+def _write_outputs(out: RunDir, method, seeds, hparams, result: FitResult, task: Task) -> None:
     runs = [{"seed": s, "hparams": h, "selected_epoch": e, "test": t, "val": v}
             for s, h, e, t, v in zip(seeds, hparams, result.selected_epoch, result.test, result.val)]
-    out.write_json("results.json", {"method": method.name, "runs": runs, "test_summary": summarize(result.test)})
-    keys = ["train/loss", "val/acc"] + [k for k in result.history[0] if k.startswith("val/acc/")][:4]
+    out.write_json("results.json", {"method": method.name, "options": method.info.options, "task": task,
+                                    "runs": runs, "test_summary": summarize(result.test)})
+    main = task.select_metric
+    keys = ["train/loss", f"val/{main}"] + [k for k in result.history[0] if k.startswith(f"val/{main}/")][:4]
     plot_curves(result.history, keys, out.file("curves.png"), title=method.name)

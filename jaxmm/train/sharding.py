@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import jax
-import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxmm.data.placement import shard_batch  # noqa: F401  (re-exported: placement belongs to the data layer)
 
 
 def make_data_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
@@ -17,25 +18,6 @@ def make_data_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
     if n > jax.device_count():
         raise ValueError(f"asked for {n} devices but only {jax.device_count()} are visible")
     return jax.make_mesh((n,), ("data",), devices=jax.devices()[:n], axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def shard_batch(tree, mesh, batch_axis: int = 1):
-    """Puts host arrays on the mesh, split along ``batch_axis`` (axis 0 is the run axis).
-
-    Raises:
-      ValueError: the batch size is not divisible by the mesh size.
-    """
-    n = mesh.shape["data"]
-
-    def put(x):
-        x = x if isinstance(x, jax.Array) else np.asarray(x)
-        if x.shape[batch_axis] % n:
-            raise ValueError(f"batch of {x.shape[batch_axis]} examples cannot be split over {n} devices; "
-                             f"use a batch size divisible by {n}")
-        spec = P(*([None] * batch_axis + ["data"]))
-        return jax.device_put(x, NamedSharding(mesh, spec))
-
-    return jax.tree.map(put, tree)
 
 
 def replicate(tree, mesh):

@@ -1,7 +1,7 @@
 """The one train step every method runs, and the evaluation forward pass.
 
-Both are pure functions of a single run's :class:`TrainState`; the loop vmaps
-them over runs and jits the result once.
+Both are pure functions of a single run's :class:`TrainState`; the trainer vmaps them over runs
+and jits the result once.
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import optax
 from flax import nnx
 
 from jaxmm.data.types import Batch
-from jaxmm.methods.base import Method, StepContext
+from jaxmm.methods.base import Method, StepContext, Terms, valid_of
+from jaxmm.tasks import Task
 from jaxmm.train.state import TrainState
 
 
@@ -47,41 +48,45 @@ def per_term_gradients(term_means_fn, params):
 
 def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransformation,
                      transform: optax.GradientTransformationExtraArgs, modalities: tuple[str, ...],
-                     per_term: bool = False):
+                     task: Task, per_term: bool = False):
     """``step(state, batch, hparams) -> (state, metrics)`` for one run.
 
-    The gradient goes through the method's ``transform`` (with its extra args)
-    and then the ``optimizer``; ``state.opt_state`` is ``(transform state,
-    optimizer state)``.
+    The gradient is masked by ``method.trainable``, goes through the method's ``transform`` (its
+    extra args: the step's ``Terms.signals`` plus ``epoch``) and then the ``optimizer``; the mask
+    is applied to the new parameters too, so frozen parameters keep their exact values.
 
     Args:
-      method: the method (its terms, weights, state updates and extra args).
+      method: the method.
       graphdef: train-mode graph definition of the model.
-      optimizer: the base optax optimiser.
+      optimizer: the optax optimiser.
       transform: the method's gradient transformation (identity if it has none).
-      modalities: the modalities ``transform`` was built for (the names of
-        ``method.transform_metrics``).
-      per_term: compute per-term gradients with one forward and a vmapped VJP
-        (exposed as ``metrics['grad_norm/<term>']`` and handed to ``transform`` as
-        ``term_grads``); the combined gradient is their weighted sum.
+      modalities: the model's modalities (``StepContext.modalities``, the names of the
+        transform's metrics).
+      task: the task (``StepContext.task``).
+      per_term: compute per-term gradients with one forward and a vmapped VJP (exposed as
+        ``metrics['grad_norm/<term>']`` and handed to ``transform`` as ``term_grads``); the
+        combined gradient is their weighted sum.
     """
 
     def step(state: TrainState, batch: Batch, hparams: dict[str, jax.Array]):
         rng, step_key = jax.random.split(state.rng)
-        ctx = StepContext(step_key, hparams, state.epoch, state.method_state, state.step)
-        valid = batch.meta["valid"]
+        ctx = StepContext(step_key, hparams, state.epoch, state.method_state, state.step, modalities, task)
+        valid = valid_of(batch)
 
         def term_means(params):
             model = nnx.merge(graphdef, params, state.rest, copy=True)
-            terms, aux = method.terms(model, batch, ctx)
+            terms = method.terms(model, batch, ctx)
+            if not isinstance(terms, Terms):
+                raise TypeError(f"{method.name}: terms must return a jaxmm.methods.Terms record, "
+                                f"got {type(terms).__name__}")
             rest = nnx.split(model, nnx.Param, ...)[2]
-            return {k: masked_mean(v, valid) for k, v in terms.items()}, (aux, rest)
+            return {k: masked_mean(v, valid) for k, v in terms.losses.items()}, (terms, rest)
 
         weights = method.term_weights(ctx)
         metrics: dict[str, Any] = {}
         extra: dict[str, Any] = {"epoch": state.epoch}
         if per_term:
-            means, stacked, (aux, rest) = per_term_gradients(term_means, state.params)
+            means, stacked, (terms, rest) = per_term_gradients(term_means, state.params)
             w = jnp.stack([jnp.asarray(weights[n], jnp.float32) for n in sorted(means)])
             grads = jax.tree.map(lambda g: jnp.tensordot(w.astype(g.dtype), g, axes=1), stacked)
             for i, n in enumerate(sorted(means)):
@@ -89,42 +94,41 @@ def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransfor
             extra["term_grads"] = stacked
         else:
             def total(params):
-                means, extra = term_means(params)
-                return sum(weights[k] * v for k, v in means.items()), (means, extra)
+                means, aux = term_means(params)
+                return sum(weights[k] * v for k, v in means.items()), (means, aux)
 
-            grads, (means, (aux, rest)) = jax.grad(total, has_aux=True)(state.params)
+            grads, (means, (terms, rest)) = jax.grad(total, has_aux=True)(state.params)
         loss = sum(weights[k] * v for k, v in means.items())
-        if method.extra_args is not None:
-            extra.update(method.extra_args(ctx, aux))
-        transform_state, optimizer_state = state.opt_state
-        grads, transform_state = transform.update(grads, transform_state, state.params, **extra)
-        updates, optimizer_state = optimizer.update(grads, optimizer_state, state.params)
+        extra.update(terms.signals)
+        keep = method.trainable(state.params, ctx) if method.trainable is not None else None
+        if keep is not None:
+            grads = jax.tree.map(lambda g, k: jnp.where(k, g, jnp.zeros_like(g)), grads, keep)
+        grads, transform_state = transform.update(grads, state.transform_state, state.params, **extra)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        if method.update_mask is not None:  # frozen parameters keep their exact values
-            keep = method.update_mask(state.params, extra)
+        if keep is not None:  # frozen parameters keep their exact values (no momentum or decay drift)
             params = jax.tree.map(jnp.where, keep, params, state.params)
-        opt_state = (transform_state, optimizer_state)
-        if method.transform_metrics is not None:
-            metrics.update(method.transform_metrics(transform_state, modalities))
-        method_state = aux.pop("method_state", state.method_state)
-        metrics.update({"loss": loss, **{f"term/{k}": v for k, v in means.items()},
-                        **{k: v for k, v in aux.items() if jnp.ndim(v) == 0}})
-        new_state = state._replace(params=params, rest=rest, opt_state=opt_state, method_state=method_state,
-                                   rng=rng, step=state.step + 1)
+        if method.transform is not None and method.transform.metrics is not None:
+            metrics.update(method.transform.metrics(transform_state, modalities))
+        metrics.update({"loss": loss, **{f"term/{k}": v for k, v in means.items()}, **terms.logs})
+        method_state = state.method_state if terms.state is None else terms.state
+        new_state = state._replace(params=params, rest=rest, transform_state=transform_state, opt_state=opt_state,
+                                   method_state=method_state, rng=rng, step=state.step + 1)
         return new_state, metrics
 
     return step
 
 
-def build_eval_step(method: Method, graphdef, raw: bool = False):
-    """``eval_step(params, rest, inputs) -> (prediction [B, K], {modality: unimodal logits})``.
+def build_eval_step(method: Method, graphdef, modalities: tuple[str, ...], task: Task, raw: bool = False):
+    """``eval_step(params, rest, method_state, inputs) -> (prediction, {modality: unimodal logits})``.
 
-    With ``raw``, the eval-mode :class:`ModelOutput` itself (features included).
+    The prediction is the ``logits`` of the method's ``forward``; with ``raw``, the eval-mode
+    :class:`~jaxmm.models.multimodal.ModelOutput` itself (features included).
     """
 
-    def eval_step(params, rest, inputs):
-        model = nnx.merge(graphdef, params, rest)
-        out = method.forward(model, inputs) if method.forward is not None else model(inputs)
-        return out if raw else (method.predict(out), out.unimodal_logits)
+    def eval_step(params, rest, method_state, inputs):
+        ctx = StepContext(state=method_state, modalities=modalities, task=task)
+        out = method.forward(nnx.merge(graphdef, params, rest), inputs, ctx)
+        return out if raw else (out.logits, out.unimodal_logits)
 
     return eval_step

@@ -1,33 +1,39 @@
 """Jitted, vmapped and sharded step functions for a grid of runs of one method."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from jaxmm.data.types import Batch
 from jaxmm.methods.base import Method
 from jaxmm.models.multimodal import ModelConfig, ModelOutput
 from jaxmm.train.config import OptimizerConfig
-from jaxmm.train.optim import make_optimizer
+from jaxmm.tasks import Task
+from jaxmm.train.optim import fresh_optimizer_state, init_optimizer, make_optimizer
 from jaxmm.train.sharding import make_data_mesh, replicate, shard_batch
-from jaxmm.train.state import TrainState, graphdefs, init_state, param_labels
+from jaxmm.train.state import (
+    ModelFactory, TrainState, build_model, check_output, graphdefs, init_state, model_factory, param_labels)
 from jaxmm.train.step import build_eval_step, build_train_step
 
 
-def resolve_hparams(method: Method, opt: OptimizerConfig, overrides: Sequence[Mapping[str, float]]) -> dict:
+def resolve_hparams(method: Method, opt: OptimizerConfig | optax.GradientTransformation,
+                    overrides: Sequence[Mapping[str, float]]) -> dict:
     """Per-run hyper-parameters stacked into ``{name: float32 [R]}``.
 
-    Each run gets the method's defaults, ``lr``/``weight_decay`` from ``opt``,
-    then its own overrides.
+    Each run gets the method's defaults, ``lr``/``weight_decay`` from ``opt`` when it is an
+    :class:`OptimizerConfig` (a user's optax optimiser carries its own), then its own overrides.
 
     Raises:
       ValueError: an override names a hyper-parameter the method does not read.
     """
-    base = {**method.hparams, "lr": opt.lr, "weight_decay": opt.weight_decay}
+    base = dict(method.hparams)
+    if isinstance(opt, OptimizerConfig):
+        base.update(lr=opt.lr, weight_decay=opt.weight_decay)
     for o in overrides:
         unknown = set(o) - set(base)
         if unknown:
@@ -39,57 +45,94 @@ def resolve_hparams(method: Method, opt: OptimizerConfig, overrides: Sequence[Ma
 class Trainer:
     """Compiled functions for ``R`` runs of ``method`` trained side by side.
 
-    Every function takes and returns pytrees with a leading run axis; batches
-    are ``[R, B, ...]`` sharded over the mesh's ``data`` axis, state is replicated.
+    Every function takes and returns pytrees with a leading run axis; batches are ``[R, B, ...]``
+    sharded over the mesh's ``data`` axis, state is replicated.
 
     Args:
       method: the method.
       input_shapes: modality -> shape of one example (an int: a vector width).
-      num_outputs: logits per head.
-      model_cfg: the model.
-      opt_cfg: optimiser and learning-rate schedule.
+      task: the task (:class:`~jaxmm.tasks.Task`).
+      model: a :class:`ModelConfig` (the built-in classifier), or a factory ``rngs -> nnx.Module``
+        following the model protocol (:mod:`jaxmm.train.state`).
+      optimizer: an :class:`OptimizerConfig` (per-run learning rate and weight decay, vmappable)
+        or any ``optax.GradientTransformation``.
       mesh: device mesh (default: all devices).
       per_term_grads: route the gradient through per-term VJPs (see :func:`build_train_step`).
       steps_per_epoch: optimiser steps per epoch (needed by per-epoch learning-rate schedules).
+      labels: ``params -> pytree of group names`` the method's transform routes by (default
+        :func:`~jaxmm.train.state.param_labels`, for the built-in model's layout).
     """
 
-    def __init__(self, method: Method, input_shapes: Mapping[str, int | Sequence[int]], num_outputs: int,
-                 model_cfg: ModelConfig, opt_cfg: OptimizerConfig, mesh=None, per_term_grads: bool = False,
-                 steps_per_epoch: int | None = None):
+    def __init__(self, method: Method, input_shapes: Mapping[str, int | Sequence[int]], task: Task,
+                 model: ModelConfig | ModelFactory, optimizer: OptimizerConfig | optax.GradientTransformation,
+                 mesh=None, per_term_grads: bool = False, steps_per_epoch: int | None = None,
+                 labels: Callable | None = None):
+        if task.kind not in method.model.tasks:
+            raise ValueError(f"method {method.name!r} supports {list(method.model.tasks)} tasks, not {task.kind}; "
+                             "choose a method that lists it (jaxmm methods)")
         self.method = method
-        self.input_shapes = dict(input_shapes)
-        self.num_outputs = num_outputs
-        self.model_cfg = model_cfg
+        self.task = task
+        self.input_shapes = {m: (s,) if isinstance(s, int) else tuple(s) for m, s in input_shapes.items()}
         self.mesh = mesh or make_data_mesh()
-        self.optimizer = make_optimizer(opt_cfg, steps_per_epoch)
-        modalities = method.model.modalities or tuple(self.input_shapes)
-        self.transform = (method.transform(modalities, param_labels) if method.transform
+        if isinstance(optimizer, OptimizerConfig):
+            self.optimizer = make_optimizer(optimizer, steps_per_epoch)
+            self._init_optimizer = lambda params, hp: init_optimizer(self.optimizer, params, hp["lr"],
+                                                                     hp["weight_decay"])
+        elif isinstance(optimizer, optax.GradientTransformation):
+            self.optimizer = optimizer
+            self._init_optimizer = lambda params, hp: optimizer.init(params)
+        else:
+            raise TypeError(f"optimizer must be an OptimizerConfig or an optax.GradientTransformation, "
+                            f"got {type(optimizer).__name__}")
+        self.factory = model_factory(method, model, self.input_shapes, task.num_outputs)
+        self.train_def, self.eval_def = graphdefs(method, self.factory, task.num_outputs)
+        self.modalities = tuple(nnx.eval_shape(lambda: self.factory(nnx.Rngs(0))).modalities)
+        labels = labels or param_labels
+        self.transform = (method.transform.build(self.modalities, labels) if method.transform
                           else optax.with_extra_args_support(optax.identity()))
-        self.train_def, self.eval_def = graphdefs(method, self.input_shapes, num_outputs, model_cfg)
         self.traces = 0
-        step = build_train_step(method, self.train_def, self.optimizer, self.transform, modalities,
-                                per_term=per_term_grads or method.per_term_grads)
+        per_term = per_term_grads or (method.transform is not None and method.transform.per_term_grads)
+        step = build_train_step(method, self.train_def, self.optimizer, self.transform, self.modalities, task,
+                                per_term=per_term)
 
         def counted_step(state, batch, hparams):
             self.traces += 1  # runs at trace time only: counts compilations
             return jax.vmap(step)(state, batch, hparams)
 
         self._step = jax.jit(counted_step, donate_argnums=(0,))
-        self._eval = jax.jit(jax.vmap(build_eval_step(method, self.eval_def)))
-        self._outputs = jax.jit(jax.vmap(build_eval_step(method, self.eval_def, raw=True)))
+        self._eval = jax.jit(jax.vmap(build_eval_step(method, self.eval_def, self.modalities, task)))
+        self._outputs = jax.jit(jax.vmap(build_eval_step(method, self.eval_def, self.modalities, task, raw=True)))
 
     def init(self, seeds: Sequence[int], hparams: dict, example: Batch) -> TrainState:
-        """Initial state of every run (``example``: one run's host batch, for shapes)."""
+        """Initial state of every run (``example``: one run's host batch, for shapes).
+
+        Raises:
+          ValueError: the model's output lacks what the method trains (before compilation).
+        """
+        example = jax.tree.map(jnp.asarray, example)
+        self._check_output(example)
+
         def one(seed, hp):
-            return init_state(self.method, self.input_shapes, self.num_outputs, self.model_cfg,
-                              self.optimizer, self.transform, seed, hp, jax.tree.map(jnp.asarray, example))
+            return init_state(self.method, self.factory, self.task.num_outputs, self.transform,
+                              seed, example, lambda params: self._init_optimizer(params, hp))
 
         state = jax.jit(jax.vmap(one))(jnp.asarray(seeds, jnp.uint32), hparams)
         return replicate(state, self.mesh)
 
+    def _check_output(self, example: Batch) -> None:
+        model = nnx.eval_shape(lambda: build_model(self.method, self.factory, self.task.num_outputs, nnx.Rngs(0)))
+        graphdef, state = nnx.split(model)
+        out = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, example.inputs)
+        check_output(self.method, model, out)
+
     def step(self, state: TrainState, batch: Batch, hparams: dict):
         """One optimiser step of every run; ``batch`` is ``[R, B, ...]``, on the host or already sharded."""
         return self._step(state, shard_batch(batch, self.mesh), replicate(hparams, self.mesh))
+
+    def reset_optimizer(self, state: TrainState) -> TrainState:
+        """Every run's optimiser state as freshly created (:func:`~jaxmm.train.optim.fresh_optimizer_state`)."""
+        fresh = jax.vmap(lambda o, p: fresh_optimizer_state(self.optimizer, o, p))(state.opt_state, state.params)
+        return state._replace(opt_state=replicate(fresh, self.mesh))
 
     def predict(self, state: TrainState, data: Batch, chunk: int):
         """Predictions over a whole stacked split ``[R, N, ...]`` in chunks of ``chunk``.
@@ -100,7 +143,7 @@ class Trainer:
         return self._chunked(self._eval, state, data, chunk)
 
     def outputs(self, state: TrainState, data: Batch, chunk: int) -> ModelOutput:
-        """The eval-mode :class:`ModelOutput` (logits, unimodal logits, features) over a stacked split, numpy."""
+        """The eval-mode :class:`ModelOutput` of ``forward`` over a stacked split, numpy."""
         return self._chunked(self._outputs, state, data, chunk)
 
     def _chunked(self, fn, state: TrainState, data: Batch, chunk: int):
@@ -114,6 +157,6 @@ class Trainer:
             if size < chunk:
                 inputs = {k: np.concatenate([v, np.repeat(v[:, :1], chunk - size, axis=1)], axis=1)
                           for k, v in inputs.items()}
-            out = fn(state.params, state.rest, shard_batch(inputs, self.mesh))
+            out = fn(state.params, state.rest, state.method_state, shard_batch(inputs, self.mesh))
             parts.append(jax.tree.map(lambda x, size=size: np.asarray(x)[:, :size], out))
         return jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *parts)

@@ -23,6 +23,7 @@ from jaxmm.data.readers import (avmnist, crema_d, hateful_memes, irony, kinetics
 from jaxmm.data.types import DatasetSplits  # noqa: E402
 
 SEED = 3
+GENERATED = ("spurious_xor", "pid_xor", "imbalance", "synthetic_regression")
 CREMA_NAMES = crema_names(actors=range(1001, 1011))  # 10 actors x 6 emotions
 
 
@@ -82,10 +83,10 @@ def assert_splits_equal(a: DatasetSplits, b: DatasetSplits):
 
 
 def test_every_dataset_is_registered_with_what_it_needs():
-    assert set(registry.DATASETS) == set(CASES) | {"spurious_xor", "pid_xor", "imbalance"}
+    assert set(registry.DATASETS) == set(CASES) | set(GENERATED)
     for name, entry in registry.DATASETS.items():
         assert entry.summary and entry.needs
-        assert (entry.data_dir == "unused") == (name in ("spurious_xor", "pid_xor", "imbalance"))
+        assert (entry.data_dir == "unused") == (name in GENERATED)
     assert "AudioWAV/<name>.wav" in registry.DATASETS["crema_d"].needs
     assert "train.csv" not in registry.DATASETS["crema_d_irony"].needs
     assert "ucfTrainTestlist/classInd.txt" in registry.DATASETS["ucf101"].needs
@@ -109,8 +110,24 @@ def test_loads_like_the_reader_and_reloads_from_the_cache(name, tmp_path):
                         expected)
 
 
+def test_the_cache_keeps_the_task(tmp_path):
+    rng = np.random.default_rng(1)
+    content = {k: test_multibench.make_split(6, rng)[0] for k in ("train", "valid", "test")}
+    test_multibench.write(tmp_path / "mosi_raw.pkl", content)
+    load = lambda: registry.load_dataset("multibench", 0, data_dir=tmp_path / "mosi_raw.pkl",
+                                         cache_dir=tmp_path / "cache", task="regression")
+    first, second = load(), load()
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    assert first.task == second.task == "regression" and second.train.label.dtype == np.float32
+    assert registry.load_dataset("multibench", 0, data_dir=tmp_path / "mosi_raw.pkl",
+                                 cache_dir=tmp_path / "cache").task == "classification"
+    # caches written before the task marker: float targets with one output read back as regression
+    arrays = {k: v for k, v in registry._to_arrays(first).items() if not k.endswith("/task")}
+    assert registry._from_arrays(arrays).task == "regression"
+
+
 def test_generated_datasets_take_no_file_options():
-    for name in ("spurious_xor", "pid_xor", "imbalance"):
+    for name in GENERATED:
         with pytest.raises(ValueError, match="generated in memory and reads no files; drop cache_dir, data_dir"):
             registry.load_dataset(name, 0, data_dir="/data", cache_dir="/cache")
 

@@ -90,7 +90,7 @@ def _clean_split(d: dict, dataset: str, task: str, padding: str, z_norm: bool, n
     else:
         label, num_classes, names = np.where(labels < 1, -1.0, 1.0).astype(np.float32), 1, None
     return ArrayDataset(inputs=arrays, label=label, num_classes=num_classes, meta=meta, name=name,
-                        class_names=names, dropped=dropped)
+                        class_names=names, dropped=dropped, task=task)
 
 
 def _z_norm(a: np.ndarray, start: np.ndarray) -> np.ndarray:

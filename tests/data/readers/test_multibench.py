@@ -71,7 +71,7 @@ def test_regression_targets_and_z_norm(mosi):
                                             z_norm=True).val
     raw, lengths = parts["valid"]
     np.testing.assert_allclose(val.label, raw["labels"].reshape(-1))
-    assert val.num_classes == 1 and val.class_names is None
+    assert val.num_classes == 1 and val.class_names is None and val.task == "regression"
     i = int(np.argmax(lengths))
     content = val.inputs["vision"][i, T - lengths[i]:]
     np.testing.assert_allclose(content.mean(0), 0.0, atol=1e-5)
@@ -84,8 +84,10 @@ def test_humor_labels(tmp_path):
     write(tmp_path / "humor.pkl", content)
     cls = multibench.load_multibench_affect(tmp_path, "humor").train
     np.testing.assert_array_equal(cls.label, content["train"]["labels"].astype(int))
+    assert cls.task == "classification"
     reg = multibench.load_multibench_affect(tmp_path, "humor", task="regression").train
     np.testing.assert_array_equal(reg.label, np.where(content["train"]["labels"] < 1, -1.0, 1.0))
+    assert reg.task == "regression" and reg.label.dtype == np.float32
     content["test"]["labels"][0] = 2.0
     write(tmp_path / "humor.pkl", content)
     with pytest.raises(DataFormatError, match="labels must be 0 or 1"):
