@@ -4,6 +4,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxmm._checks import check_choice
 from jaxmm.monitors.feature_stats import FeatureStats
 
 FILLS = ("noise", "ema", "shuffle")
@@ -21,7 +22,11 @@ def fill_values(kind: str, key: jax.Array, x: jax.Array, stats: FeatureStats | N
       key: PRNG key.
       x: the clean values.
       stats: running statistics, required for ``"ema"``.
+
+    Raises:
+      ValueError: for an unknown ``kind``, or ``"ema"`` without ``stats``.
     """
+    check_choice("kind", kind, FILLS)
     integer = jnp.issubdtype(x.dtype, jnp.integer)
     if kind == "noise":
         if integer:
@@ -37,6 +42,4 @@ def fill_values(kind: str, key: jax.Array, x: jax.Array, stats: FeatureStats | N
             info = jnp.iinfo(x.dtype)
             draw = jnp.clip(jnp.round(draw), info.min, info.max)
         return draw.astype(x.dtype)
-    if kind == "shuffle":
-        return x[jax.random.permutation(key, x.shape[0])]
-    raise ValueError(f"unknown fill {kind!r}; choose one of {FILLS}")
+    return x[jax.random.permutation(key, x.shape[0])]  # "shuffle"

@@ -1,5 +1,11 @@
 """Per-example loss functions: each returns one value per example; the caller reduces."""
-from jaxmm.losses.ce import classification_loss, sigmoid_cross_entropy, softmax_cross_entropy
+from jaxmm.losses.ce import (
+    as_categorical,
+    classification_loss,
+    sigmoid_cross_entropy,
+    softmax_cross_entropy,
+    true_class_probability,
+)
 from jaxmm.losses.kl import (
     bernoulli_kl,
     bernoulli_kl_to_half,
@@ -9,3 +15,4 @@ from jaxmm.losses.kl import (
     gaussian_kl_to_standard,
     kl_to_reference,
 )
+from jaxmm.losses.regression import l1_loss, mse_loss

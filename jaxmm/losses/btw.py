@@ -24,7 +24,7 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxmm.losses._common import check_option
+from jaxmm._checks import check_choice
 from jaxmm.losses.kl import bernoulli_kl, categorical_kl, gaussian_kl
 from jaxmm.metrics.ksg import ksg_mutual_information, plugin_mutual_information
 
@@ -56,7 +56,7 @@ def btw_kl(unimodal: jax.Array, multimodal: jax.Array, *, task: str = "classific
     Returns:
       ``[N]`` per-example KL.
     """
-    check_option("task", task, TASKS)
+    check_choice("task", task, TASKS)
     if unimodal.shape != multimodal.shape:
         raise ValueError(f"unimodal {unimodal.shape} and multimodal {multimodal.shape} predictions "
                          "must have the same shape.")
@@ -120,9 +120,9 @@ def modality_mi(unimodal: jax.Array, multimodal: jax.Array, *, task: str = "clas
     Returns:
       Scalar MI in nats, at least 1e-5.
     """
-    check_option("task", task, TASKS)
+    check_choice("task", task, TASKS)
     estimator = estimator or ("ksg" if task == "regression" else "plugin")
-    check_option("estimator", estimator, MI_ESTIMATORS)
+    check_choice("estimator", estimator, MI_ESTIMATORS)
     if estimator == "plugin":
         if task == "regression":
             raise ValueError("estimator='plugin' needs discrete predictions; use 'ksg' for "
@@ -160,7 +160,7 @@ def btw_target_weights(unimodal: Sequence[jax.Array], multimodal: jax.Array, *,
     Returns:
       ``[N, M]`` target weights.
     """
-    check_option("combine", combine, COMBINES)
+    check_choice("combine", combine, COMBINES)
     num_modalities = len(unimodal)
     if num_modalities == 0:
         raise ValueError("pass at least one unimodal prediction array.")

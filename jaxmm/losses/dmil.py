@@ -24,10 +24,11 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxmm.losses._common import check_option, l2_normalize
+from jaxmm._checks import check_choice
+from jaxmm.losses._common import l2_normalize
 from jaxmm.losses.ce import softmax_cross_entropy
 from jaxmm.losses.kl import gaussian_kl_to_standard
-from jaxmm.monitors.budgets import gated_log_probs
+from jaxmm.losses.mixture import gated_log_probs
 
 RECONSTRUCTION_ERRORS = ("sse", "mse")
 ALIGNMENTS = ("infonce", "mse")
@@ -67,7 +68,7 @@ def id_variational_loss(z: jax.Array, reconstruction: jax.Array, mu_m: jax.Array
     Returns:
       ``[B]`` per-example loss.
     """
-    check_option("reconstruction_error", reconstruction_error, RECONSTRUCTION_ERRORS)
+    check_choice("reconstruction_error", reconstruction_error, RECONSTRUCTION_ERRORS)
     if z.shape != reconstruction.shape:
         raise ValueError(f"z {z.shape} and reconstruction {reconstruction.shape} must match.")
     target = jax.lax.stop_gradient(z) if detach_target else z
@@ -91,7 +92,7 @@ def redundancy_alignment_loss(r1: jax.Array, r2: jax.Array, *, kind: str = "info
     Returns:
       ``[B]`` per-example loss.
     """
-    check_option("kind", kind, ALIGNMENTS)
+    check_choice("kind", kind, ALIGNMENTS)
     if r1.shape != r2.shape or r1.ndim != 2:
         raise ValueError(f"r1 {r1.shape} and r2 {r2.shape} must be [B, d] of the same shape.")
     if kind == "mse":
@@ -118,7 +119,7 @@ def uniqueness_penalty(u: jax.Array, r: jax.Array, *, kind: str = "orthogonality
     Returns:
       ``[B]`` per-example penalty.
     """
-    check_option("kind", kind, PENALTIES)
+    check_choice("kind", kind, PENALTIES)
     if u.shape != r.shape or u.ndim != 2:
         raise ValueError(f"u {u.shape} and r {r.shape} must be [B, d] of the same shape.")
     if kind == "orthogonality":
@@ -197,7 +198,7 @@ def gated_aggregate(component_logits: Sequence[jax.Array], gate_logits: jax.Arra
     Returns:
       ``[B, K]`` fused logits (log-probabilities for ``"probs"``).
     """
-    check_option("mix", mix, MIXES)
+    check_choice("mix", mix, MIXES)
     if gate_logits.shape != (component_logits[0].shape[0], len(component_logits)):
         raise ValueError(f"gate_logits {gate_logits.shape} must be [B, C] with C = "
                          f"{len(component_logits)} components.")

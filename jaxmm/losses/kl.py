@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
+
+from jaxmm._checks import check_choice
+
+REFERENCES = ("uniform", "unimodal", "gaussian")
 
 
 def categorical_kl(p_logits: jax.Array, q_logits: jax.Array) -> jax.Array:
-    """``KL(softmax(p_logits) ‖ softmax(q_logits))`` over the last axis."""
-    log_p = jax.nn.log_softmax(p_logits, axis=-1)
-    log_q = jax.nn.log_softmax(q_logits, axis=-1)
-    return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+    """``KL(softmax(p_logits) ‖ softmax(q_logits))`` over the last axis.
+
+    :func:`optax.losses.kl_divergence_with_log_targets` of the log-softmaxes.
+    """
+    return optax.losses.kl_divergence_with_log_targets(
+        jax.nn.log_softmax(q_logits, axis=-1), jax.nn.log_softmax(p_logits, axis=-1))
 
 
 def categorical_kl_to_uniform(logits: jax.Array) -> jax.Array:
@@ -61,7 +68,11 @@ def kl_to_reference(logits: jax.Array, reference: str = "uniform", *, reference_
 
     Returns:
       ``[B]`` per-example KL.
+
+    Raises:
+      ValueError: for an unknown ``reference``, or one whose extra input is missing.
     """
+    check_choice("reference", reference, REFERENCES)
     if reference == "uniform":
         if logits.shape[-1] == 1 or logits.ndim == 1:
             return bernoulli_kl_to_half(logits.reshape(logits.shape[0], -1)).sum(-1)
@@ -72,8 +83,6 @@ def kl_to_reference(logits: jax.Array, reference: str = "uniform", *, reference_
         if logits.shape[-1] == 1:
             return bernoulli_kl(reference_logits, logits).sum(-1)
         return categorical_kl(reference_logits, logits)
-    if reference == "gaussian":
-        if logvar is None:
-            raise ValueError("reference='gaussian' needs logvar (a log-variance per logit).")
-        return gaussian_kl_to_standard(logits, logvar)
-    raise ValueError(f"unknown reference {reference!r}; choose 'uniform', 'unimodal' or 'gaussian'.")
+    if logvar is None:  # "gaussian"
+        raise ValueError("reference='gaussian' needs logvar (a log-variance per logit).")
+    return gaussian_kl_to_standard(logits, logvar)

@@ -21,7 +21,8 @@ from typing import Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxmm.losses._common import check_option, l2_normalize
+from jaxmm._checks import check_choice
+from jaxmm.losses._common import l2_normalize
 from jaxmm.losses.kl import categorical_kl
 
 COUPLINGS = {"greedy": -1.0, "independent": 0.0, "collaborative": 1.0}
@@ -38,7 +39,7 @@ def coupling_matrix(num_modalities: int, coupling: str = "greedy") -> jax.Array:
     Returns:
       ``[M, M]``: the weight of ``∇(−D_n)`` (permuting modality ``n``) in encoder ``m``'s gradient.
     """
-    check_option("coupling", coupling, tuple(COUPLINGS))
+    check_choice("coupling", coupling, tuple(COUPLINGS))
     if num_modalities < 2:
         raise ValueError(f"MCR needs at least 2 modalities, got {num_modalities}.")
     eye = jnp.eye(num_modalities)

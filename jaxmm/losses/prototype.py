@@ -22,10 +22,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmm.losses._common import check_option, l2_normalize
-from jaxmm.losses.ce import softmax_cross_entropy
+from jaxmm._checks import check_choice
+from jaxmm.losses._common import l2_normalize
+from jaxmm.losses.ce import softmax_cross_entropy, true_class_probability
 from jaxmm.losses.kl import categorical_kl_to_uniform
-from jaxmm.monitors.scores import true_class_probability
+from jaxmm.metrics.clustering import squared_distances
 
 METRICS = ("euclidean", "squared_euclidean", "dot", "cosine")
 PMR_RULES = ("code", "continuous")
@@ -106,18 +107,16 @@ def prototype_logits(features: jax.Array, prototypes: jax.Array, *, metric: str 
     Returns:
       ``[B, C]`` logits.
     """
-    check_option("metric", metric, METRICS)
+    check_choice("metric", metric, METRICS)
     if features.ndim != 2 or prototypes.ndim != 2 or features.shape[1] != prototypes.shape[1]:
         raise ValueError(f"features {features.shape} and prototypes {prototypes.shape} must be "
                          "[B, D] and [C, D] with the same D.")
     prototypes = jax.lax.stop_gradient(prototypes)
     if metric == "cosine":
         features, prototypes = l2_normalize(features), l2_normalize(prototypes)
-    dot = features @ prototypes.T
     if metric in ("dot", "cosine"):
-        return dot / temperature
-    squared = jnp.maximum(jnp.sum(features**2, -1, keepdims=True) - 2 * dot
-                          + jnp.sum(prototypes**2, -1), 0.0)
+        return features @ prototypes.T / temperature
+    squared = squared_distances(features, prototypes)
     # sqrt with a tiny floor keeps the gradient finite when z sits on a prototype.
     distance = squared if metric == "squared_euclidean" else jnp.sqrt(jnp.maximum(squared, 1e-12))
     return -distance / temperature
@@ -143,7 +142,7 @@ def pmr_coefficients(scores: jax.Array, *, alpha, rule: str = "code") -> jax.Arr
     Returns:
       ``[M]`` coefficients, gradient-stopped.
     """
-    check_option("rule", rule, PMR_RULES)
+    check_choice("rule", rule, PMR_RULES)
     scores = jax.lax.stop_gradient(scores)
     best = jnp.max(scores)
     if rule == "code":

@@ -14,7 +14,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxmm.losses._common import check_option
+from jaxmm._checks import check_choice
 from jaxmm.losses.ce import softmax_cross_entropy
 from jaxmm.losses.kl import categorical_kl
 
@@ -63,7 +63,7 @@ def reconcilement_loss(logits: jax.Array, others_logits: jax.Array, labels: jax.
     Returns:
       ``[B]`` per-example loss.
     """
-    check_option("form", form, FORMS)
+    check_choice("form", form, FORMS)
     if logits.shape != others_logits.shape:
         raise ValueError(f"logits {logits.shape} and others_logits {others_logits.shape} must "
                          "match.")

@@ -40,7 +40,8 @@ import jax.numpy as jnp
 
 from jaxmm._checks import check_choice
 from jaxmm.losses._common import l2_normalize
-from jaxmm.losses.ce import as_categorical
+from jaxmm.losses.ce import as_categorical, true_class_probability
+from jaxmm.losses.mixture import gated_log_probs
 from jaxmm.losses.prototype import (
     budget_gap, class_means, class_sums, ema_update, relative_alignment_loss)
 from jaxmm.methods._responses import eval_view
@@ -49,9 +50,7 @@ from jaxmm.methods.registry import register
 from jaxmm.models.mlp import MLP
 from jaxmm.models.multimodal import ModelOutput
 from jaxmm.monitors.budgets import (
-    BUDGET_METHODS, anchor_modality, estimate_budgets, gate_weights, gated_log_probs,
-    normalized_uncertainty)
-from jaxmm.monitors.scores import true_class_probability
+    BUDGET_METHODS, anchor_modality, estimate_budgets, gate_weights, normalized_uncertainty)
 
 
 def gated_prediction(model, unimodal_logits: dict, budgets: jax.Array, kappa):

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.cluster.vq import kmeans2
 from scipy.linalg import null_space
 
-from jaxmm.losses._common import check_option
+from jaxmm._checks import check_choice
 
 DISCRETIZATIONS = ("kmeans", "quantile")
 
@@ -135,7 +135,7 @@ def discretize(features: np.ndarray, num_bins: int, *, method: str = "kmeans", s
     Returns:
       ``[N]`` int codes in ``[0, num_bins)``.
     """
-    check_option("method", method, DISCRETIZATIONS)
+    check_choice("method", method, DISCRETIZATIONS)
     features = np.asarray(features, np.float64)
     if num_bins < 2 or features.shape[0] < num_bins:
         raise ValueError(f"need 2 <= num_bins <= N, got num_bins={num_bins} for "

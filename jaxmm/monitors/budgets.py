@@ -17,7 +17,8 @@ What is our reading (``methods.md`` §4.2, every item [INF]):
 * the uncertainty ``u_m(x) = H(p_m(·|x)) / log K`` (:func:`normalized_uncertainty`);
 * the gate ``w_m(x) ∝ b_m · exp(−κ u_m(x)) · softplus(g_m(x))`` with ``g`` an optional learned
   evidence (:func:`gate_weights`), and the fused prediction ``Σ_m w_m p_m``
-  (:func:`gated_log_probs`): the prior ``b_m`` times a likelihood that penalises uncertainty.
+  (:func:`jaxmm.losses.mixture.gated_log_probs`): the prior ``b_m`` times a likelihood that
+  penalises uncertainty.
 """
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxmm.losses._common import check_option
+from jaxmm._checks import check_choice
 from jaxmm.losses.ce import classification_loss
 from jaxmm.losses.kl import categorical_kl_to_uniform
+from jaxmm.losses.mixture import check_multiclass as _check_multiclass
 
 BUDGET_METHODS = ("information", "accuracy")
 
@@ -77,7 +79,7 @@ def accuracy_budgets(unimodal_logits: Sequence[jax.Array], labels: jax.Array) ->
 def estimate_budgets(unimodal_logits: Sequence[jax.Array], labels: jax.Array, *,
                      method: str = "information") -> jax.Array:
     """Offline budget estimate: ``"information"`` (default) or ``"accuracy"`` (see above)."""
-    check_option("method", method, BUDGET_METHODS)
+    check_choice("method", method, BUDGET_METHODS)
     estimator = information_budgets if method == "information" else accuracy_budgets
     return estimator(unimodal_logits, labels)
 
@@ -127,24 +129,6 @@ def gate_weights(budgets: jax.Array, uncertainty: jax.Array, *, evidence=None,
     return jax.nn.softmax(log_w, axis=-1)
 
 
-def gated_log_probs(unimodal_logits: Sequence[jax.Array], weights: jax.Array) -> jax.Array:
-    """Log of the gated mixture ``log Σ_m w_m(x) p_m(y|x)``, for CE training and inference.
-
-    Args:
-      unimodal_logits: one ``[B, K]`` array per modality (``K >= 2``).
-      weights: ``[B, M]`` from :func:`gate_weights`.
-
-    Returns:
-      ``[B, K]`` log-probabilities (usable as logits).
-    """
-    for l in unimodal_logits:
-        _check_multiclass(l)
-    log_p = jnp.stack([jax.nn.log_softmax(l, axis=-1) for l in unimodal_logits])  # [M, B, K]
-    if weights.shape != log_p.shape[:2][::-1]:
-        raise ValueError(f"weights {weights.shape} must be [B, M] = {log_p.shape[:2][::-1]}.")
-    return jax.nn.logsumexp(log_p, axis=0, b=weights.T[..., None])
-
-
 def _normalize(values: jax.Array) -> jax.Array:
     total = jnp.sum(values)
     return jnp.where(total > 0, values / jnp.where(total > 0, total, 1.0), 1.0 / values.shape[0])
@@ -158,9 +142,3 @@ def _check_predictions(unimodal_logits: Sequence[jax.Array], labels: jax.Array) 
         if l.ndim != 2 or l.shape[:1] != labels.shape or l.shape[-1] != num_classes:
             raise ValueError(f"every unimodal prediction must be [N, K] with N = {labels.shape} "
                              f"labels and the same K; got {[x.shape for x in unimodal_logits]}.")
-
-
-def _check_multiclass(logits: jax.Array) -> None:
-    if logits.ndim != 2 or logits.shape[-1] < 2:
-        raise ValueError(f"logits must be [B, K] with K >= 2, got {logits.shape}; for a binary "
-                         "head pass the two-column logits [0, f].")

@@ -2,31 +2,17 @@
 
 OGM-GE and InfoReg use the batch *sum* of the true-class softmax probability of
 each modality's logits (the "discrepancy score"); RedReg uses its batch *mean*
-(the "confidence"). Both are reductions of :func:`true_class_probability`.
+(the "confidence"). Both are reductions of
+:func:`jaxmm.losses.ce.true_class_probability` (re-exported here).
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
+from jaxmm.losses.ce import true_class_probability
 
-def true_class_probability(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Softmax probability of the true class for every example.
-
-    Args:
-      logits: ``[B, K]`` logits of one modality (or of the fused head); a single
-        logit ``[B, 1]`` is a binary head read as ``sigmoid`` (logits ``[0, z]``).
-      labels: ``[B]`` integer class ids.
-
-    Returns:
-      ``[B]`` float32 probabilities, gradient stopped (scores are observations,
-      not loss terms).
-    """
-    logits = jax.lax.stop_gradient(logits).astype(jnp.float32)
-    if logits.shape[-1] == 1:
-        logits = jnp.concatenate([jnp.zeros_like(logits), logits], axis=-1)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    return jnp.exp(jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1)[:, 0])
+__all__ = ["confidence", "discrepancy_score", "true_class_probability"]
 
 
 def discrepancy_score(logits: jax.Array, labels: jax.Array, valid: jax.Array | None = None) -> jax.Array:

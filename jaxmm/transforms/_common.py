@@ -6,11 +6,12 @@ a jitted step) is not checked, since its value is unknown at trace time.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 
 
 def _concrete(value: Any) -> bool:
@@ -31,9 +32,29 @@ def check_positive(method: str, name: str, value: Any, *, allow_zero: bool = Fal
         check(ok, method, f"`{name}` must be {bound}, got {value!r}.")
 
 
-def check_choice(method: str, name: str, value: Any, choices: Sequence[Any]) -> None:
-    """Check that an option is one of ``choices``."""
-    check(value in choices, method, f"`{name}` must be one of {tuple(choices)}, got {value!r}.")
+def check_groups_present(method: str, groups: Iterable[str], leaf_labels: Sequence[str | None], *,
+                         what: str = "modalities") -> None:
+    """Raise a one-line ValueError if a group the transformation routes by labels no parameter.
+
+    Called by ``init`` (and by epoch hooks), where a misspelt modality or a labels
+    spec that does not name the encoders would otherwise make the method a
+    silent no-op.
+
+    Args:
+      method: the transformation's name, for the message.
+      groups: the group labels the transformation acts on (modalities, a head label).
+      leaf_labels: the label of every leaf (``None`` for masked leaves), from
+        :func:`jaxmm.transforms._tree.leaf_labels`.
+      what: the argument that named ``groups``, for the message.
+    """
+    present = sorted({lab for lab in leaf_labels if lab is not None}, key=str)
+    missing = [g for g in groups if g not in present]
+    if missing:
+        names = ", ".join(map(repr, missing))
+        raise ValueError(
+            f"{method}: no parameter is labelled {names} (named in `{what}`); the labels present "
+            f"are {present}: label each group's parameters with its name, or choose `{what}` "
+            f"among these.")
 
 
 def check_modalities(method: str, modalities: Sequence[str], *, minimum: int = 2) -> tuple[str, ...]:

@@ -102,13 +102,13 @@ def keep_groups(labels: Labels, tree: Any, groups: Sequence[str]) -> Any:
 
 
 def vdot(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Float32 inner product of two same-shaped tensors."""
-    return jnp.sum(a.astype(jnp.float32) * b.astype(jnp.float32))
+    """Float32 inner product of two same-shaped tensors (or pytrees)."""
+    return optax.tree.vdot(optax.tree.cast(a, jnp.float32), optax.tree.cast(b, jnp.float32))
 
 
 def sq_norm(a: jax.Array) -> jax.Array:
-    """Float32 squared Euclidean norm of a tensor."""
-    return vdot(a, a)
+    """Float32 squared Euclidean norm of a tensor (or pytree)."""
+    return optax.tree.norm(optax.tree.cast(a, jnp.float32), squared=True)
 
 
 def orthogonal_complement(d: jax.Array, g: jax.Array, eps: float = 1e-12) -> jax.Array:
@@ -122,7 +122,7 @@ def orthogonal_complement(d: jax.Array, g: jax.Array, eps: float = 1e-12) -> jax
 
 def global_norm(leaves: Sequence[jax.Array]) -> jax.Array:
     """Float32 Euclidean norm of a list of tensors taken together."""
-    return jnp.sqrt(sum((sq_norm(x) for x in leaves), jnp.zeros((), jnp.float32)))
+    return optax.tree.norm(optax.tree.cast(list(leaves), jnp.float32)).astype(jnp.float32)
 
 
 def refresh_on_new_epoch(

@@ -43,7 +43,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmm.monitors.scores import true_class_probability
+from jaxmm.losses.ce import true_class_probability
+from jaxmm._checks import check_choice
 from jaxmm.transforms import _common, _tree
 
 _NAME = "agm"
@@ -188,10 +189,12 @@ def agm(
 
     Raises:
       ValueError: for a bad ``mode``, window, non-positive ``clip_threshold`` or
-        ``max_norm``; at update, if clipping is on and no head weight is visible.
+        ``max_norm``; at init, for a modality that labels no parameter (``"groups"``
+        mode) or a ``head_label`` that labels none (clipping on); at update, if
+        clipping is on and no head weight is visible.
     """
     modalities = _common.check_modalities(_NAME, modalities)
-    _common.check_choice(_NAME, "mode", mode, ("logits", "groups"))
+    check_choice("mode", mode, ("logits", "groups"), owner=_NAME)
     _common.check_window(_NAME, window)
     if clip_threshold is not None:
         _common.check_positive(_NAME, "clip_threshold", clip_threshold)
@@ -222,7 +225,11 @@ def agm(
         return _tree.map_labelled(lambda _, g: (scale * g).astype(g.dtype), labels, updates)
 
     def init_fn(params):
-        del params
+        present = _tree.leaf_labels(labels, params)
+        if mode == "groups":
+            _common.check_groups_present(_NAME, modalities, present)
+        if clip_threshold is not None:
+            _common.check_groups_present(_NAME, (head_label,), present, what="head_label")
         return optax.EmptyState()
 
     def update_fn(updates, state, params=None, **extra_args):

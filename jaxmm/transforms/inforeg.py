@@ -86,7 +86,8 @@ def inforeg(
 
     Raises:
       ValueError: for fewer than two modalities, negative scales or
-        threshold, ``window < 1``, or an unknown ``monitored`` modality.
+        threshold, ``window < 1``, or an unknown ``monitored`` modality; at
+        init, for a modality that labels no parameter.
     """
     modalities = _common.check_modalities(_NAME, modalities)
     scale_map = scales if isinstance(scales, Mapping) else {m: scales for m in modalities}
@@ -100,6 +101,7 @@ def inforeg(
     index = {m: i for i, m in enumerate(modalities)}
 
     def init_fn(params):
+        _common.check_groups_present(_NAME, modalities, _tree.leaf_labels(labels, params))
         return InfoRegState(
             epoch=jnp.full((), -1, jnp.int32),
             snapshot=_tree.keep_groups(labels, params, modalities),

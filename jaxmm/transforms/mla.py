@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmm._checks import check_choice
 from jaxmm.transforms import _common, _tree
 
 _NAME = "mla"
@@ -105,16 +106,20 @@ def mla(
 
     Raises:
       ValueError: for ``feature_dim < 1``, an unknown option or ``base`` not in
-        (0, 1); at init, if ``feature_dim`` is ``None`` and the head's 2-D leaves
-        do not share one input width; at update, if no ``[d, C]`` leaf carries
+        (0, 1); at init, if no parameter is labelled ``head_label``, or if
+        ``feature_dim`` is ``None`` and the head's 2-D leaves do not share one
+        input width; at update, if no ``[d, C]`` leaf carries
         ``head_label``.
     """
     _common.check(feature_dim is None or feature_dim >= 1, _NAME, f"`feature_dim` must be >= 1, got {feature_dim!r}.")
-    _common.check_choice(_NAME, "projection", projection, ("replace", "add", "none"))
-    _common.check_choice(_NAME, "denominator", denominator, ("scalar", "outer"))
+    check_choice("projection", projection, ("replace", "add", "none"),
+                 owner=_NAME)
+    check_choice("denominator", denominator, ("scalar", "outer"), owner=_NAME)
     _common.check((base > 0) & (base < 1), _NAME, f"`base` must be in (0, 1), got {base!r}.")
 
     def init_fn(params):
+        _common.check_groups_present(_NAME, (head_label,), _tree.leaf_labels(labels, params),
+                                     what="head_label")
         dim = feature_dim if feature_dim is not None else _head_width(params, labels, head_label)
         return MLAState(jnp.eye(dim, dtype=jnp.float32), jnp.zeros((), jnp.int32))
 

@@ -8,8 +8,8 @@ over the group:
 * conflict test: if every pair of term gradients has cosine > 0 the weights
   are uniform (two terms: ``(½, ½)``); otherwise the min-norm point of their
   convex hull (MGDA) gives the weights ``w`` — closed form for two terms
-  (``w_1 = (‖g_2‖² − g_1·g_2) / ‖g_1 − g_2‖²`` clipped to [0, 1]), Frank–Wolfe
-  for more;
+  (``w_1 = (‖g_2‖² − g_1·g_2) / ‖g_1 − g_2‖²``, with the official solver's
+  guards, below), Frank–Wolfe for more;
 * per parameter tensor ``P`` of the group, magnitude rescaling:
   ``h_P = T · Σ_t w_t g_{t,P}`` and
   ``ĝ_P = γ · h_P · max(1, ‖g_sum,P‖ / ‖h_P‖)`` with ``g_sum`` the plain
@@ -19,11 +19,18 @@ over the group:
 Leaves of any other group (heads) keep the summed gradient.
 
 Official code (GeWu-Lab/MMPareto_ICML2024, ``code/MMPareto.py``): the same,
-for two terms per encoder. Its two-vector solver guards the degenerate cases
-with weights 0.999 / 0.001; these only occur when ``cos > 0``, where the
-uniform weights are used anyway, so the exact clipped closed form is used
-here. For more than two terms the uniform-if-no-conflict rule is taken
-pairwise (an inference; the paper states it for two).
+for two terms per encoder. Its two-vector solver (``min_norm_solvers.py``,
+``_min_norm_element_from2``) does not clip: ``w_1 = 0.999`` if
+``g_1·g_2 >= ‖g_1‖²``, else ``w_1 = 0.001`` if ``g_1·g_2 >= ‖g_2‖²``, else the
+closed form. With a conflict (``cos <= 0``) the guards fire only when a term
+gradient is exactly zero — e.g. unimodal heads fed detached features — and
+there they matter: the zero term gets 0.999, ``h = 0.002 · g_other`` and the
+rescaling restores the norm of ``g_sum``, so the update is ``γ · g_sum``,
+where exact (clipped) weights would give ``h = 0`` and no update. The guards
+are reproduced here. For more than two terms the uniform-if-no-conflict rule
+is taken pairwise (an inference; the paper states it for two) and the
+Frank–Wolfe weights are exact: a term with an exactly zero gradient takes all
+the weight there, and the group's update is zero.
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmm._checks import check_choice
 from jaxmm.transforms import _common, _tree
 
 _NAME = "mmpareto"
@@ -56,9 +64,12 @@ def min_norm_weights(gram: jax.Array, *, method: str = "auto", max_iters: int = 
 
     Args:
       gram: ``[T, T]`` Gram matrix ``G_ij = ⟨g_i, g_j⟩``.
-      method: ``"closed_form"`` (T = 2 only), ``"frank_wolfe"`` (with away
-        steps and exact line search, which converges linearly on the simplex),
-        or ``"auto"`` (closed form for two vectors, Frank–Wolfe otherwise).
+      method: ``"closed_form"`` (T = 2 only: the official MMPareto/MGDA
+        two-vector solver, ``w_1 = 0.999`` if ``G_01 >= G_00``, ``0.001`` if
+        ``G_01 >= G_11``, else ``(G_11 − G_01) / (G_00 + G_11 − 2 G_01)``),
+        ``"frank_wolfe"`` (exact, with away steps and exact line search, which
+        converges linearly on the simplex), or ``"auto"`` (closed form for two
+        vectors, Frank–Wolfe otherwise).
       max_iters: Frank–Wolfe iteration cap.
       tol: Frank–Wolfe stops when its duality gap ``⟨Gw, w − e_s⟩`` is below
         ``tol`` times the largest squared norm ``max_i G_ii``.
@@ -68,15 +79,18 @@ def min_norm_weights(gram: jax.Array, *, method: str = "auto", max_iters: int = 
     """
     gram = jnp.asarray(gram, jnp.float32)
     t = gram.shape[0]
-    _common.check_choice(_NAME, "method", method, ("auto", "closed_form", "frank_wolfe"))
+    check_choice("method", method, ("auto", "closed_form", "frank_wolfe"), owner=_NAME)
     if t == 1:
         return jnp.ones((1,), jnp.float32)
     if method == "closed_form" or (method == "auto" and t == 2):
         _common.check(t == 2, _NAME, f"the closed form needs exactly 2 vectors, got {t}.")
-        denom = gram[0, 0] + gram[1, 1] - 2 * gram[0, 1]
-        w1 = jnp.where(denom > 0, (gram[1, 1] - gram[0, 1]) / jnp.where(denom > 0, denom, 1.0), 0.5)
-        w1 = jnp.clip(w1, 0.0, 1.0)
-        return jnp.stack([w1, 1.0 - w1])
+        g11, g12, g22 = gram[0, 0], gram[0, 1], gram[1, 1]
+        interior = (g12 < g11) & (g12 < g22)  # then g11 + g22 − 2 g12 > 0
+        denom = jnp.where(interior, g11 + g22 - 2 * g12, 1.0)
+        w1 = (g22 - g12) / denom
+        return jnp.where(g12 >= g11, jnp.array([0.999, 0.001], jnp.float32),
+                         jnp.where(g12 >= g22, jnp.array([0.001, 0.999], jnp.float32),
+                                   jnp.stack([w1, 1.0 - w1])))
 
     def step(carry):
         w, _, i = carry
@@ -162,7 +176,8 @@ def mmpareto(
 
     Raises:
       ValueError: for an empty ``group_terms``, a group with no terms or with
-        repeated / negative indices, or a non-positive ``gamma``.
+        repeated / negative indices, or a non-positive ``gamma``; at init, for
+        a group of ``group_terms`` that labels no parameter.
     """
     _common.check(len(group_terms) > 0, _NAME, "`group_terms` is empty.")
     for group, idx in group_terms.items():
@@ -174,7 +189,8 @@ def mmpareto(
     _common.check_positive(_NAME, "gamma", gamma)
 
     def init_fn(params):
-        del params
+        _common.check_groups_present(_NAME, group_terms, _tree.leaf_labels(labels, params),
+                                     what="group_terms")
         return MMParetoState({g: jnp.full((len(i),), 1.0 / len(i), jnp.float32)
                               for g, i in group_terms.items()})
 

@@ -16,11 +16,12 @@ modality ``m``'s logits (:func:`jaxmm.monitors.scores.discrepancy_score`):
 
 Code behaviours (official repo GeWu-Lab/OGM-GE_CVPR2022, ``main.py``):
 
-* Only conv kernels (4-D tensors) of the encoders are modulated
-  (``tensors="conv"``). ``tensors="kernels"`` modulates every weight tensor
-  (ndim >= 2: conv and linear kernels; the same set on the official ResNet
-  encoders, which have no linear layer, and the analogue for MLP encoders);
-  ``tensors="all"`` every leaf of the group. BalanceBenchmark modulates every
+* The code modulates only the conv kernels (4-D tensors) of the encoders
+  (``tensors="conv"``: nothing at all on MLP encoders). The default
+  ``tensors="kernels"`` modulates every weight tensor (ndim >= 2: conv and
+  linear kernels; the same set on the official ResNet encoders, which have no
+  linear layer, and the analogue for MLP encoders); ``tensors="all"`` every
+  leaf of the group. BalanceBenchmark modulates every
   non-bias parameter whose name contains the modality (heads and BN scales
   included): express that with the labels and ``tensors="all"``.
 * The paper samples the noise "based on the covariance of the gradient"; the
@@ -46,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmm._checks import check_choice
 from jaxmm.transforms import _common, _tree
 
 _NAME = "ogm_ge"
@@ -91,7 +93,7 @@ def ogm_ge(
     labels: _tree.Labels,
     alpha: float = 0.8,
     generalization: bool = True,
-    tensors: str = "conv",
+    tensors: str = "kernels",
     window: tuple[int, int] | None = (0, 50),
     ratio_offset: float = 0.0,
     seed: int = 0,
@@ -108,8 +110,9 @@ def ogm_ge(
       alpha: modulation strength α (official CREMA-D recommendation 0.8;
         VGGSound example 0.1; BalanceBenchmark 0.3).
       generalization: add the Gaussian generalisation noise (OGM-GE); False is OGM.
-      tensors: which leaves of a modality group are modulated: ``"conv"`` (4-D
-        conv kernels, the official code), ``"kernels"`` (ndim >= 2) or ``"all"``.
+      tensors: which leaves of a modality group are modulated: ``"kernels"``
+        (default: ndim >= 2, conv and linear kernels), ``"conv"`` (4-D conv
+        kernels only, the official code; a no-op on MLP encoders) or ``"all"``.
       window: inclusive ``(first, last)`` epochs of modulation (official 0..50;
         BalanceBenchmark 10..80); ``None`` modulates always.
       ratio_offset: see :func:`ogm_ge_coefficients`.
@@ -125,13 +128,14 @@ def ogm_ge(
 
     Raises:
       ValueError: for fewer than two modalities, a non-positive ``alpha``, a
-        negative ``ratio_offset``, an unknown ``tensors`` or a malformed ``window``.
+        negative ``ratio_offset``, an unknown ``tensors`` or a malformed
+        ``window``; at init, for a modality that labels no parameter.
     """
     modalities = _common.check_modalities(_NAME, modalities)
     _common.check_positive(_NAME, "alpha", alpha)
     _common.check_positive(_NAME, "ratio_offset", ratio_offset, allow_zero=True)
     _common.check_window(_NAME, window)
-    _common.check_choice(_NAME, "tensors", tensors, TENSORS)
+    check_choice("tensors", tensors, TENSORS, owner=_NAME)
     min_ndim = {"conv": 4, "kernels": 2, "all": 0}[tensors]
     index = {m: i for i, m in enumerate(modalities)}
 
@@ -139,7 +143,7 @@ def ogm_ge(
         return label in index and (g.ndim == 4 if tensors == "conv" else g.ndim >= min_ndim)
 
     def init_fn(params):
-        del params
+        _common.check_groups_present(_NAME, modalities, _tree.leaf_labels(labels, params))
         return OGMGEState(jax.random.PRNGKey(seed), jnp.ones(len(modalities), jnp.float32))
 
     def update_fn(updates, state, params=None, **extra_args):

@@ -117,7 +117,8 @@ def redreg(
 
     Raises:
       ValueError: for fewer than two modalities, ``num_epochs < 1``, negative
-        ``threshold`` / ``kappa`` or ``tau_min > tau_max``.
+        ``threshold`` / ``kappa`` or ``tau_min > tau_max``; at init, for a
+        modality that labels no parameter.
     """
     modalities = _common.check_modalities(_NAME, modalities)
     _common.check(num_epochs is None or num_epochs >= 1, _NAME,
@@ -129,6 +130,7 @@ def redreg(
     index = {m: i for i, m in enumerate(modalities)}
 
     def init_fn(params):
+        _common.check_groups_present(_NAME, modalities, _tree.leaf_labels(labels, params))
         return RedRegState(
             epoch=jnp.full((), -1, jnp.int32),
             snapshot=_tree.keep_groups(labels, params, modalities),

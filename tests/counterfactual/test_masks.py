@@ -35,7 +35,7 @@ def test_fills():
 
 
 def test_fill_bad_input():
-    with pytest.raises(ValueError, match="unknown fill"):
+    with pytest.raises(ValueError, match="`kind` must be one of 'noise', 'ema', 'shuffle'; got 'zeros'"):
         fill_values("zeros", jax.random.key(0), jnp.zeros((2, 2)))
     with pytest.raises(ValueError, match="needs running feature statistics"):
         fill_values("ema", jax.random.key(0), jnp.zeros((2, 2)))

@@ -103,7 +103,7 @@ def test_smoothing_and_schedule():
 
 def test_bad_inputs():
     x = np.zeros((4, 3), np.float32)
-    with pytest.raises(ValueError, match="choose one of 'classification', 'regression'"):
+    with pytest.raises(ValueError, match="^`task` must be one of 'classification', 'regression'; got 'ordinal'.$"):
         btw.btw_kl(x, x, task="ordinal")
     with pytest.raises(ValueError, match="same shape"):
         btw.btw_kl(x, x[:, :2])

@@ -106,7 +106,7 @@ def test_stage_term_weights():
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="choose one of 'infonce', 'mse'"):
+    with pytest.raises(ValueError, match="`kind` must be one of 'infonce', 'mse'; got 'cosine'"):
         dmil.redundancy_alignment_loss(R1, R2, kind="cosine")
     with pytest.raises(ValueError, match="club_mu and club_logvar"):
         dmil.uniqueness_penalty(R1, R2, kind="club")

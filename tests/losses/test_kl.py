@@ -59,7 +59,7 @@ def test_kl_to_reference_variants():
 
 
 def test_kl_to_reference_bad_input():
-    with pytest.raises(ValueError, match="unknown reference"):
+    with pytest.raises(ValueError, match="`reference` must be one of 'uniform', 'unimodal', 'gaussian'; got 'beta'"):
         kl_to_reference(jnp.zeros((1, 2)), "beta")
     with pytest.raises(ValueError, match="reference_logits"):
         kl_to_reference(jnp.zeros((1, 2)), "unimodal")

@@ -112,7 +112,7 @@ def test_supervised_nt_xent_matches_pair_mean():
 
 def test_bad_inputs():
     ref = linear_head(LATENTS)
-    with pytest.raises(ValueError, match="choose one of 'greedy'"):
+    with pytest.raises(ValueError, match="`coupling` must be one of 'greedy'"):
         mcr.mipd_loss(linear_head, LATENTS, ref, KEY, coupling="selfish")
     with pytest.raises(ValueError, match="same batch"):
         mcr.mipd_loss(linear_head, LATENTS, ref[:4], KEY)

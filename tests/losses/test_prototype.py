@@ -59,6 +59,29 @@ def test_prototype_logits_metrics_and_constant_prototypes():
     assert np.all(np.isfinite(grad_z))                              # z exactly on a prototype
 
 
+def test_prototype_distances_are_stable_under_a_large_common_offset():
+    """Features offset by 1000x their spread (PMR's un-normalised encoder outputs): float32 direct
+    differences match float64 numpy; the old expansion |z|^2 - 2 z.c + |c|^2 was off by ~27%."""
+    rng = np.random.default_rng(0)
+    offset = 1000.0 * rng.standard_normal(32)
+    z = (offset + rng.standard_normal((64, 32))).astype(np.float32)
+    c = (offset + rng.standard_normal((6, 32))).astype(np.float32)
+    z64, c64 = z.astype(np.float64), c.astype(np.float64)
+    squared = ((z64[:, None, :] - c64[None, :, :]) ** 2).sum(-1)
+
+    @jax.jit
+    def run(z, c):
+        return (proto.prototype_logits(z, c), proto.prototype_logits(z, c, metric="squared_euclidean"),
+                jax.grad(lambda z: proto.prototype_logits(z, c)[:, 0].sum())(z))
+
+    euclidean, sq, grad = run(z, c)
+    np.testing.assert_allclose(sq, -squared, rtol=1e-5)
+    np.testing.assert_allclose(euclidean, -np.sqrt(squared), rtol=1e-5)
+    # d(-|z - c_0|)/dz = -(z - c_0) / |z - c_0|
+    expected_grad = -(z64 - c64[0]) / np.sqrt(squared[:, :1])
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("scores, expected", [((2.0, 1.0), (0.0, 1.5)), ((1.0, 3.0), (1.5, 0.0)),
                                               ((1.0, 1.0), (0.0, 0.0))])
 def test_pmr_code_rule(scores, expected):
@@ -127,7 +150,7 @@ def test_alignment_ramp_is_linear_then_flat():
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="choose one of 'euclidean'"):
+    with pytest.raises(ValueError, match="`metric` must be one of 'euclidean'"):
         proto.prototype_logits(FEATURES, FEATURES, metric="manhattan")
     with pytest.raises(ValueError, match="same D"):
         proto.prototype_logits(FEATURES, np.zeros((3, 3)))

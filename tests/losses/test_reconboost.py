@@ -63,7 +63,7 @@ def test_rectification_is_ce_of_the_boosted_ensemble(out):
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="choose one of 'code', 'paper'"):
+    with pytest.raises(ValueError, match="`form` must be one of 'code', 'paper'"):
         rb.reconcilement_loss(LOGITS, OTHERS, LABELS, form="boost")
     with pytest.raises(ValueError, match="must match"):
         rb.reconcilement_loss(LOGITS, OTHERS[:, :2], LABELS)

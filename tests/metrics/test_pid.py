@@ -88,7 +88,7 @@ def test_bad_inputs():
         pid.pid_from_samples(np.array([0.5, 1.0]), np.array([0, 1]), np.array([0, 1]))
     with pytest.raises(ValueError, match="same length"):
         pid.pid_from_samples(np.array([0, 1]), np.array([0]), np.array([0, 1]))
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(ValueError, match="`method` must be one of 'kmeans', 'quantile'"):
         pid.discretize(np.arange(10.0), 2, method="uniform")
     with pytest.raises(ValueError, match="use method='kmeans'"):
         pid.discretize(np.ones((10, 2)), 2, method="quantile")

@@ -2,7 +2,8 @@
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmm.monitors.scores import confidence, discrepancy_score, true_class_probability
+from jaxmm.losses.ce import true_class_probability
+from jaxmm.monitors.scores import confidence, discrepancy_score
 
 
 def test_scores_by_hand():

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmm.methods import get_method
+from jaxmm.methods import EpochHook, GradientTransform, Terms, get_method
 from jaxmm.train.loop import fit
 from jaxmm.train.state import param_labels
 from jaxmm.transforms import mmpareto
@@ -27,9 +27,13 @@ def _freeze_group(group, seen):
 
 def test_transform_sees_extra_args_and_routes_by_group():
     seen = {}
-    method = dataclasses.replace(get_method("vanilla"), per_term_grads=True,
-                                 transform=lambda modalities, labels: _freeze_group("a", seen),
-                                 extra_args=lambda ctx, aux: {"scores": jnp.ones(2)})
+    base = get_method("vanilla")
+
+    def terms(model, batch, ctx):
+        return Terms(base.terms(model, batch, ctx).losses, signals={"scores": jnp.ones(2)})
+
+    method = dataclasses.replace(base, terms=terms, transform=GradientTransform(
+        lambda modalities, labels: _freeze_group("a", seen), per_term_grads=True))
     splits = [tiny_splits()]
     after = fit(method, splits, [0], MODEL, OPT, train_cfg(epochs=2)).state.params
     init = fit(get_method("vanilla"), splits, [0], MODEL, dataclasses.replace(OPT, lr=0.0),
@@ -43,9 +47,8 @@ def test_transform_sees_extra_args_and_routes_by_group():
 
 
 def test_mmpareto_composes_with_the_trainer():
-    method = dataclasses.replace(
-        get_method("vanilla"), per_term_grads=True,
-        transform=lambda modalities, labels: mmpareto({m: (0, 1) for m in modalities}, labels=labels))
+    method = dataclasses.replace(get_method("vanilla"), transform=GradientTransform(
+        lambda modalities, labels: mmpareto({m: (0, 1) for m in modalities}, labels=labels), per_term_grads=True))
     r = fit(method, [tiny_splits()], [0, 1], MODEL, OPT, train_cfg(epochs=10))
     losses = np.array([h["train/loss"] for h in r.history])
     assert np.isfinite(losses).all() and (losses[-1] < 0.8 * losses[0]).all()
@@ -56,8 +59,7 @@ def test_epoch_end_hook_runs_once_per_epoch():
     base = get_method("vanilla")
     method = dataclasses.replace(
         base, init_state=lambda model, batch: {"epochs_seen": jnp.zeros((), jnp.int32)},
-        epoch_end=lambda state, stats, context: state._replace(
-            method_state={"epochs_seen": state.method_state["epochs_seen"] + 1}))
+        epoch_end=EpochHook(lambda run, context: run._replace(state={"epochs_seen": run.state["epochs_seen"] + 1})))
     r = fit(method, [tiny_splits()], [0, 1], MODEL, OPT, train_cfg(epochs=3))
     np.testing.assert_array_equal(r.state.method_state["epochs_seen"], [3, 3])
 
@@ -65,22 +67,36 @@ def test_epoch_end_hook_runs_once_per_epoch():
 def test_epoch_end_sees_eval_outputs_over_a_split():
     seen = []
 
-    def hook(state, stats, context):
-        out = context.outputs(state, "val")
+    def hook(run, context):  # one run's view: shapes without the run axis
+        out = context.outputs["val"]
         seen.append((context.epoch, context.num_epochs, out.logits.shape, out.features["a"].shape,
-                     context.data["val"].label.shape))
-        return state
+                     context.labels["val"].shape, sorted(context.outputs)))
+        return run._replace(logs={"mean_logit": out.logits.mean()})
 
-    method = dataclasses.replace(get_method("vanilla"), epoch_end=hook)
-    fit(method, [tiny_splits()], [0, 1], MODEL, OPT, train_cfg(epochs=2))
-    assert seen == [(0, 2, (2, 16, 3), (2, 16, 8), (2, 16)), (1, 2, (2, 16, 3), (2, 16, 8), (2, 16))]
+    method = dataclasses.replace(get_method("vanilla"), epoch_end=EpochHook(hook, reads=lambda e, n: ("val",)))
+    r = fit(method, [tiny_splits()], [0, 1], MODEL, OPT, train_cfg(epochs=2))
+    assert seen == [(0, 2, (16, 3), (16, 8), (16,), ["val"]), (1, 2, (16, 3), (16, 8), (16,), ["val"])]
+    assert np.asarray(r.history[-1]["vanilla/mean_logit"]).shape == (2,)  # the hook's logs, per run
+
+
+def test_epoch_hook_optimizer_reset_restarts_moments_and_keeps_the_schedule_clock():
+    from jaxmm.train.config import OptimizerConfig
+    opt = OptimizerConfig("sgd", 0.1, 0.0, schedule="step", step_size=1, gamma=0.5)
+    method = dataclasses.replace(get_method("vanilla"), epoch_end=EpochHook(
+        lambda run, context: run, reset_optimizer=lambda epoch: epoch == 1))
+    r = fit(method, [tiny_splits()], [0], MODEL, opt, train_cfg(epochs=2))
+    inner = r.state.opt_state.inner_state
+    momentum = jax.tree.leaves(inner[0][1][0].trace)  # chain(decay, sgd(momentum)): the momentum trace
+    assert all(float(jnp.abs(m).max()) == 0.0 for m in momentum)  # reset after the last epoch
+    schedule_count = inner[1].count  # scale_by_schedule's clock: 3 steps per epoch, 2 epochs
+    np.testing.assert_array_equal(schedule_count, [6])
 
 
 def test_method_forward_replaces_the_evaluation_pass():
     """A method's ``forward`` decides what is evaluated: here the unimodal head of ``a`` alone."""
     from jaxmm.models.multimodal import ModelOutput
 
-    def forward(model, inputs):
+    def forward(model, inputs, ctx):
         out = model(inputs)
         return ModelOutput(out.unimodal_logits["a"], out.unimodal_logits, out.features)
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from jaxmm.methods import get_method
+from jaxmm.tasks import Task
 from jaxmm.train.batching import batches, stack_runs
 from jaxmm.train.step import masked_mean, per_term_gradients
 from jaxmm.train.trainer import Trainer, resolve_hparams
@@ -31,7 +32,7 @@ def _setup(per_term):
     splits = tiny_splits()
     data = stack_runs([splits.train])
     hp = resolve_hparams(method, OPT, [{}])
-    trainer = Trainer(method, {"a": 4, "b": 4}, 3, MODEL, OPT, per_term_grads=per_term)
+    trainer = Trainer(method, {"a": 4, "b": 4}, Task("classification", "auto", 3), MODEL, OPT, per_term_grads=per_term)
     first = next(batches(data, np.arange(40)[None], 16))
     return trainer, trainer.init([0], hp, jax.tree.map(lambda x: x[0], first)), data, hp
 
@@ -52,7 +53,7 @@ def test_per_term_path_gives_the_same_update_and_no_retracing():
 def test_vmapped_runs_differ_by_seed_and_hparam():
     method = get_method("vanilla")
     hp = resolve_hparams(method, OPT, [{}, {"lr": 0.0}])
-    trainer = Trainer(method, {"a": 4, "b": 4}, 3, MODEL, OPT)
+    trainer = Trainer(method, {"a": 4, "b": 4}, Task("classification", "auto", 3), MODEL, OPT)
     data = stack_runs([tiny_splits().train] * 2)
     first = next(batches(data, np.stack([np.arange(40)] * 2), 16))
     state = trainer.init([0, 1], hp, jax.tree.map(lambda x: x[0], first))

@@ -9,6 +9,9 @@ touches) and checks that it
 * keeps every update leaf's shape and dtype, and the state's structure,
   shapes and dtypes across steps;
 * is traced once by ``jax.jit`` over two steps with different extra-arg values;
+* runs under ``jax.vmap`` over a leading run axis (``init`` and ``update``, as
+  the trainer vmaps its step over seeds / hyper-parameters): each run's result
+  equals the transformation applied to that run alone;
 * works inside ``optax.MultiSteps(optax.chain(optax.partition(...), ...))``
   (masked leaves; extra args masked or not), optionally with a
   hyper-parameter scheduled by ``optax.inject_hyperparams``.
@@ -75,6 +78,32 @@ def _without_other(tree: Any) -> Any:
     return {k: v for k, v in tree.items() if k != "other"}
 
 
+def _stack(trees: list[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
+
+
+def _check_vmap(tx: optax.GradientTransformationExtraArgs, step: Callable[..., Any],
+                grads: list[Any], params: list[Any], extras: list[Mapping[str, Any]]) -> None:
+    """``vmap`` over a leading run axis (init and one update) equals each run on its own.
+
+    Every argument differs between the runs: gradients, parameters and extra
+    args (stacked into arrays). ``step`` is the already-jitted single-run update.
+    """
+    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+    def runs(g, p, e):
+        def one(g, p, e):
+            return tx.update(g, tx.init(p), p, **e)
+        return jax.vmap(one)(g, p, e)
+
+    upd, state = runs(_stack(grads), _stack(params), _stack(extras))
+    for r, (g, p, e) in enumerate(zip(grads, params, extras)):
+        expected_upd, expected_state = step(g, tx.init(p), p, e)
+        take = lambda tree, r=r: jax.tree.map(lambda x: x[r], tree)
+        _assert_same_avals(take(upd), expected_upd)
+        assert_close(take(upd), expected_upd)
+        assert_close(take(state), expected_state)
+
+
 def check_contract(factory: Callable[..., optax.GradientTransformationExtraArgs],
                    kwargs: Mapping[str, Any],
                    extra_args: Callable[[int], Mapping[str, Any]],
@@ -119,6 +148,7 @@ def check_contract(factory: Callable[..., optax.GradientTransformationExtraArgs]
         _assert_same_avals(u, g)
     _assert_same_avals(state1, state0)
     _assert_same_avals(state2, state0)
+    _check_vmap(tx, step, grads, [params, random_tree(7)], extras)
 
     # Compositions, nested so that one compiled program covers them all:
     # MultiSteps(chain(partition({tx or inject_hyperparams(tx), set_to_zero}), sgd)).

@@ -1,4 +1,7 @@
-"""Diagnosing & Re-learning: purity, k-means, reset strength, soft re-initialisation."""
+"""Diagnosing & Re-learning: reset strength and soft re-initialisation.
+
+k-means and purity: tests/metrics/test_clustering.py.
+"""
 import math
 
 import jax
@@ -6,8 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmm.transforms.dnr import (clustering_purity, kmeans, minmax_scale, purity, reinit,
-                                  reinit_strength)
+from jaxmm.transforms.dnr import reinit, reinit_strength
 
 from .contract import group_labels
 
@@ -22,35 +24,13 @@ def test_reset_strength_from_purities(train, val, lam, expected):
     np.testing.assert_allclose(reinit_strength(train, val, lam), expected, rtol=1e-6, atol=1e-7)
 
 
-def test_purity_by_hand():
-    # Clusters {0,1,2} -> labels {0,0,1}: 2; {3,4} -> {1,1}: 2; {5} -> {2}: 1. Purity 5/6.
-    assign = jnp.array([0, 0, 0, 1, 1, 2])
-    labels = jnp.array([0, 0, 1, 1, 1, 2])
-    np.testing.assert_allclose(purity(assign, labels, 3, 3), 5 / 6, rtol=1e-6)
-
-
-def test_minmax_scale():
-    x = jnp.array([[0.0, 5.0, 2.0], [10.0, 5.0, 4.0], [5.0, 5.0, 3.0]])
-    np.testing.assert_allclose(minmax_scale(x), [[-1, -1, -1], [1, -1, 1], [0, -1, 0]], atol=1e-6)
-
-
-def test_kmeans_and_purity_on_separated_blobs():
-    rng = np.random.default_rng(0)
-    centers = np.array([[0.0, 0.0, 5.0], [5.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
-    labels = np.repeat(np.arange(3), 40)
-    x = centers[labels] + 0.3 * rng.standard_normal((120, 3))
-    key = jax.random.PRNGKey(0)
-    assign, centroids, inertia = kmeans(key, minmax_scale(x), 3)
-    assert centroids.shape == (3, 3) and float(inertia) < 120 * 3 * (0.3 / 2.5) ** 2 * 2
-    np.testing.assert_allclose(purity(assign, jnp.asarray(labels), 3, 3), 1.0)
-    np.testing.assert_allclose(clustering_purity(key, jnp.asarray(x), jnp.asarray(labels), 3), 1.0)
-    shuffled = jnp.asarray(rng.permutation(labels))
-    assert float(clustering_purity(key, jnp.asarray(x), shuffled, 3)) < 0.6
+def _params():
+    return {"audio": {"w": jnp.full((2, 2), 1.0), "b": jnp.full((2,), 1.0, jnp.bfloat16)},
+            "visual": {"w": jnp.full((2, 2), 3.0)}, "head": {"w": jnp.full((2, 2), 7.0)}}
 
 
 def test_reinit_mixes_listed_groups_only_and_keeps_dtypes():
-    params = {"audio": {"w": jnp.full((2, 2), 1.0), "b": jnp.full((2,), 1.0, jnp.bfloat16)},
-              "visual": {"w": jnp.full((2, 2), 3.0)}, "head": {"w": jnp.full((2, 2), 7.0)}}
+    params = _params()
     init = jax.tree.map(jnp.zeros_like, params)
     out = reinit(params, init, {"audio": 0.25, "visual": 0.5}, labels=group_labels)
     np.testing.assert_allclose(out["audio"]["w"], 0.75)
@@ -60,8 +40,23 @@ def test_reinit_mixes_listed_groups_only_and_keeps_dtypes():
     np.testing.assert_array_equal(out["head"]["w"], params["head"]["w"])
 
 
+def test_reinit_vmapped_over_runs_equals_each_run():
+    params = _params()
+    runs = jax.tree.map(lambda x: jnp.stack([x, 2 * x]), params)
+    init = jax.tree.map(jnp.zeros_like, runs)
+    alpha = {"audio": jnp.array([0.25, 0.5]), "visual": jnp.array([0.5, 0.0])}
+    out = jax.vmap(lambda p, p0, a: reinit(p, p0, a, labels=group_labels))(runs, init, alpha)
+    for r in range(2):
+        one = reinit(jax.tree.map(lambda x: x[r], runs), jax.tree.map(lambda x: x[r], init),
+                     {m: a[r] for m, a in alpha.items()}, labels=group_labels)
+        jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a[r], np.float32),
+                                                                np.asarray(b, np.float32)), out, one)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="`lam` must be non-negative"):
         reinit_strength(0.5, 0.4, -1.0)
-    with pytest.raises(ValueError, match="kmeans needs k >= 1"):
-        kmeans(jax.random.PRNGKey(0), jnp.ones((4, 2)), 0)
+    params = _params()
+    with pytest.raises(ValueError, match=r"^dnr: no parameter is labelled 'video' \(named in `strength`\); "
+                                         r"the labels present are \['audio', 'head', 'visual'\]"):
+        reinit(params, params, {"audio": 0.5, "video": 0.5}, labels=group_labels)

@@ -41,9 +41,28 @@ def _params():
             "fusion": {"kernel": leaf(6, 3)}}
 
 
+def test_default_modulates_every_kernel_of_an_mlp_encoder():
+    """The default ``tensors="kernels"`` is not a no-op on encoders without conv kernels."""
+    rng = np.random.default_rng(1)
+    leaf = lambda *s: jnp.asarray(rng.standard_normal(s), jnp.float32)
+    grads = {"audio": {"dense": leaf(4, 3), "bias": leaf(3)}, "visual": {"dense": leaf(5, 3)},
+             "head": {"kernel": leaf(6, 3)}}
+    tx = ogm_ge(AV, labels=group_labels, alpha=0.8, generalization=False, window=None)
+    out, state = tx.update(grads, tx.init(grads), scores={"audio": 30.0, "visual": 20.0})
+    k_a = 1 - math.tanh(0.8 * 1.5)
+    np.testing.assert_allclose(out["audio"]["dense"], k_a * np.asarray(grads["audio"]["dense"]), rtol=1e-6)
+    for group, name in [("audio", "bias"), ("visual", "dense"), ("head", "kernel")]:
+        np.testing.assert_array_equal(out[group][name], grads[group][name])
+    # The official conv-only rule leaves an MLP encoder untouched.
+    tx = ogm_ge(AV, labels=group_labels, generalization=False, window=None, tensors="conv")
+    out, _ = tx.update(grads, tx.init(grads), scores={"audio": 30.0, "visual": 20.0})
+    np.testing.assert_array_equal(out["audio"]["dense"], grads["audio"]["dense"])
+
+
 def test_ogm_scales_dominant_conv_kernels_only():
     grads = _params()
-    tx = ogm_ge(AV, labels=group_labels, alpha=0.8, generalization=False, window=(2, 5))
+    tx = ogm_ge(AV, labels=group_labels, alpha=0.8, generalization=False, window=(2, 5),
+                tensors="conv")
     state = tx.init(grads)
     scores = {"audio": 30.0, "visual": 20.0}
     k_a = 1 - math.tanh(0.8 * 1.5)
@@ -126,6 +145,8 @@ def test_missing_extra_args_are_named():
         tx.update(grads, tx.init(grads), scores={"audio": 1.0}, epoch=0)
     with pytest.raises(ValueError, match="`epoch="):
         tx.update(grads, tx.init(grads), scores={"audio": 1.0, "visual": 2.0})
+    with pytest.raises(ValueError, match="`tensors` must be one of 'conv', 'kernels', 'all'; got 'bn'"):
+        ogm_ge(AV, labels=group_labels, tensors="bn")
 
 
 def test_contract():

@@ -31,7 +31,6 @@ import dataclasses
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxmm.data.types import ArrayDataset, DatasetSplits
