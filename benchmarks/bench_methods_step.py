@@ -36,6 +36,7 @@ from jaxmm.data.types import Batch
 from jaxmm.methods import available, get_method
 from jaxmm.models.resnet import FEATURE_DIM
 from jaxmm.train.protocols import protocol
+from jaxmm.tasks import Task
 from jaxmm.train.trainer import Trainer, resolve_hparams
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
@@ -62,7 +63,8 @@ def method_runner(name: str, args: argparse.Namespace, batch: Batch):
     model_cfg = dataclasses.replace(p.model, dtype=DTYPES[args.dtype])
     method = get_method(name, **METHOD_OPTIONS.get(name, {}))
     shapes = {m: x.shape[2:] for m, x in batch.inputs.items()}
-    trainer = Trainer(method, shapes, args.num_classes, model_cfg, p.optimizer, steps_per_epoch=args.steps_per_epoch)
+    trainer = Trainer(method, shapes, Task(num_classes=args.num_classes), model_cfg, p.optimizer,
+                      steps_per_epoch=args.steps_per_epoch)
     hparams = resolve_hparams(method, p.optimizer, [{}])
     state = trainer.init([0], hparams, jax.tree.map(lambda x: x[0], batch))
     device_batch = jax.device_put(batch)
@@ -84,7 +86,7 @@ def benchmark(name: str, args: argparse.Namespace, batch: Batch) -> dict:
     except Exception as e:  # noqa: BLE001 - a broken method must not stop the table
         return {"status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0][:400],
                 "traceback_tail": traceback.format_exc().splitlines()[-6:], "seconds": time.perf_counter() - start}
-    return {"status": "ok", **record, "per_term_grads": method.per_term_grads,
+    return {"status": "ok", **record, "per_term_grads": bool(method.transform and method.transform.per_term_grads),
             "epoch_end_hook": method.epoch_end is not None, "seconds": time.perf_counter() - start}
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
 from jaxmm.data.registry import default_cache_dir, load_dataset
 from jaxmm.data.synthetic import imbalance
-from jaxmm.methods import Method, available, get_method
+from jaxmm.methods import EpochHook, Method, available, get_method
 from jaxmm.metrics.probe import probe_accuracy
 from jaxmm.models.multimodal import MLPModelConfig
 from jaxmm.train.config import OptimizerConfig, TrainConfig
@@ -77,20 +77,22 @@ def with_probe(method: Method, num_classes: int, l2: float = PROBE_L2) -> Method
     The probe is fitted on the train split's eval-mode encoder features of each
     run and scored on ``val`` and ``test`` (:func:`jaxmm.metrics.probe.probe_accuracy`).
     """
-    score = jax.jit(jax.vmap(lambda a, ya, b, yb: probe_accuracy(a, ya, b, yb, num_classes, l2)))
+    inner = method.epoch_end
 
-    def epoch_end(state, record, ctx):
-        if method.epoch_end is not None:
-            state = method.epoch_end(state, record, ctx)
-        train = ctx.outputs(state, "train").features
-        for split in SPLITS_PROBED:
-            feats = ctx.outputs(state, split).features
-            for m, f in feats.items():
-                acc = score(train[m], ctx.data["train"].label, f, ctx.data[split].label)
-                record[f"probe/{split}/{m}"] = [float(a) for a in np.asarray(acc)]
-        return state
+    def update(run, ctx):
+        train = ctx.outputs["train"].features
+        logs = {f"probe/{split}/{m}": probe_accuracy(train[m], ctx.labels["train"], f, ctx.labels[split],
+                                                     num_classes, l2)
+                for split in SPLITS_PROBED for m, f in ctx.outputs[split].features.items()}
+        if inner is not None:  # the probes read the features before the method's own hook acts
+            run = inner.update(run, ctx)
+        return run._replace(logs={**run.logs, **logs})
 
-    return dataclasses.replace(method, epoch_end=epoch_end)
+    def reads(epoch, num_epochs):
+        return tuple(dict.fromkeys(("train", *SPLITS_PROBED, *(inner.reads(epoch, num_epochs) if inner else ()))))
+
+    hook = EpochHook(update, reads) if inner is None else EpochHook(update, reads, inner.reset_optimizer)
+    return dataclasses.replace(method, epoch_end=hook)
 
 
 def run_dataset(tag: str, splits, methods, seeds, epochs: int, out_path: str, progress: bool = True,

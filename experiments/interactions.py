@@ -159,7 +159,7 @@ def run_method(name: str, datasets: dict, model_cfg, opt_cfg, epochs: int, lams)
     result = fit(method, [datasets[k][1] for k, _ in grid], [datasets[k][0] for k, _ in grid], model_cfg, opt_cfg,
                  TrainConfig(epochs=epochs, batch_size=64, select="best", checkpoint_every=0, progress=False),
                  hparams=[{} if lam is None else {"lam": lam} for _, lam in grid])
-    state = result.state._replace(params=result.params)
+    state = result.state._replace(params=result.params, method_state=result.method_state)
     splits = [datasets[k][1] for k, _ in grid]
     train, test = stack_runs([s.train for s in splits]), stack_runs([s.test for s in splits])
     feats_train, feats_test = ({m: v for m, v in result.trainer.outputs(state, split, 4096).features.items()

@@ -61,20 +61,20 @@ def slowing(method: Method, modality: str) -> Method:
       ValueError: ``method`` passes no per-modality ``scores`` to its transform,
         or there are not exactly two modalities at run time.
     """
-    if method.extra_args is None:
-        raise ValueError(f"{method.name} has no transform extra args to redirect; use ogm_ge")
+    if method.transform is None:
+        raise ValueError(f"{method.name} has no gradient transformation to redirect; use ogm_ge")
 
-    def extra_args(ctx, aux):
-        args = method.extra_args(ctx, aux)
-        scores = args.get("scores")
+    def terms(model, batch, ctx):
+        out = method.terms(model, batch, ctx)
+        scores = out.signals.get("scores")
         if scores is None or len(scores) != 2 or modality not in scores:
             raise ValueError(f"slowing({modality!r}) needs two modality scores including {modality!r}, "
                              f"got {sorted(scores or {})}")
         (other,) = set(scores) - {modality}
         hi, lo = jnp.maximum(scores[modality], scores[other]), jnp.minimum(scores[modality], scores[other])
-        return {**args, "scores": {modality: hi, other: lo}}
+        return out._replace(signals={**out.signals, "scores": {modality: hi, other: lo}})
 
-    return dataclasses.replace(method, extra_args=extra_args)
+    return dataclasses.replace(method, terms=terms)
 
 
 def controlled_runs(weak: str, strong: str) -> tuple[list[tuple[str, Method]], dict]:

@@ -17,17 +17,19 @@ EXPERIMENTS = {
 
 
 def _cmd_methods(args) -> None:
-    from jaxmm.methods import available, get_method, options_of
+    from jaxmm.methods import available, get_method, load_plugins, options_of
 
+    load_plugins(args.plugin or ())
     for name, summary in available().items():
         print(f"{name:18s} {summary}")
         opts = options_of(name)
         if opts:
             print(f"{'':18s}   options: " + ", ".join(f"{k}={v!r}" for k, v in opts.items()))
         if name != "unimodal":
-            hp = get_method(name).hparams
-            if hp:
-                print(f"{'':18s}   hparams: " + ", ".join(f"{k}={v}" for k, v in hp.items()))
+            method = get_method(name)
+            if method.hparams:
+                print(f"{'':18s}   hparams: " + ", ".join(f"{k}={v}" for k, v in method.hparams.items()))
+            print(f"{'':18s}   tasks: {', '.join(method.model.tasks)}")
 
 
 def _cmd_datasets(args) -> None:
@@ -61,7 +63,7 @@ def _load_options(cfg, args, progress: bool) -> dict:
 
 def _cmd_train(args) -> None:
     from jaxmm.data.registry import load_dataset
-    from jaxmm.methods import get_method
+    from jaxmm.methods import get_method, load_plugins
     from jaxmm.train.config import RunConfig, apply_overrides
     from jaxmm.train.loop import fit, summarize
     from jaxmm.train.outputs import RunDir
@@ -72,13 +74,15 @@ def _cmd_train(args) -> None:
     if args.protocol:
         apply_protocol(cfg, args.protocol)
     apply_overrides(cfg, args.set or [])
+    load_plugins(args.plugin or ())
     method = get_method(cfg.method, **cfg.method_options)
+    cfg.method_options = dict(method.info.options)  # config.json records every option, defaults included
     options = _load_options(cfg, args, cfg.train.progress)
     splits = [load_dataset(cfg.dataset, seed, **options) for seed in cfg.seeds]
     run_dir = os.path.join(cfg.out_dir, cfg.name)
     RunDir(run_dir).write_json("config.json", cfg)
     result = fit(method, splits, cfg.seeds, cfg.model, cfg.optimizer, cfg.train,
-                 hparams=[cfg.hparams] * len(cfg.seeds), run_dir=run_dir, resume=args.resume)
+                 hparams=[cfg.hparams] * len(cfg.seeds), run_dir=run_dir, resume=args.resume, loss=cfg.loss or None)
     summary = summarize(result.test)
     print(f"\n{method.name} on {cfg.dataset}, seeds {list(cfg.seeds)} — test metrics (mean ± std):")
     for key in [k for k in summary if not k.startswith("f1/")]:
@@ -121,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``jaxmm`` command."""
     parser = argparse.ArgumentParser(prog="jaxmm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("methods", help="list registered methods with their options and hyper-parameters")
+    methods = sub.add_parser("methods", help="list registered methods with their options and hyper-parameters")
     sub.add_parser("datasets", help="list registered datasets and what each needs on disk")
     train = sub.add_parser("train", help="train a method on a dataset (one vmapped run per seed)")
     train.add_argument("--method", required=True)
@@ -136,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
                                            "(jaxmm.train.protocols: crema_d, crema_d_inforeg, crema_d_mmpareto, "
                                            "crema_d_dnr, kinetics_sounds); --set overrides apply after it")
     train.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
+    for command in (train, methods):
+        command.add_argument("--plugin", action="append", metavar="MODULE",
+                             help="import MODULE first (a module registering methods with "
+                                  "jaxmm.methods.register; repeatable). Installed packages can instead "
+                                  "declare a 'jaxmm.methods' entry point")
     prepare = sub.add_parser("prepare", help="preprocess a file-backed dataset into the cache used by train")
     prepare.add_argument("dataset")
     prepare.add_argument("--seeds", default="0", help="as for train (only avdigits' cache depends on the seed)")
@@ -158,7 +167,7 @@ def main(argv=None) -> None:
     try:
         {"methods": _cmd_methods, "datasets": _cmd_datasets, "train": _cmd_train, "prepare": _cmd_prepare,
          "experiment": _cmd_experiment}[args.command](args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as e:
         raise SystemExit(f"jaxmm {args.command}: error: {e}") from e
 
 

@@ -99,6 +99,8 @@ class RunConfig:
       dataset: registered dataset name; ``dataset_options`` its arguments.
       seeds: one run per seed, vmapped together.
       hparams: overrides of the method's vmappable hyper-parameters (same for every seed).
+      loss: the task's loss (``auto``, ``softmax``, ``sigmoid``; regression ``l1``, ``mse``);
+        empty: the default of the dataset's task.
     """
 
     name: str = "run"
@@ -108,6 +110,7 @@ class RunConfig:
     dataset_options: dict = dataclasses.field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     hparams: dict = dataclasses.field(default_factory=dict)
+    loss: str = ""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)

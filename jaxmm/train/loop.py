@@ -183,7 +183,7 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
         if method.epoch_end is not None:
             state, logs = run_epoch_hook(trainer, method.epoch_end, state, data, epoch, train_cfg.epochs,
                                          train_cfg.eval_batch_size)
-            record.update({f"{method.name}/{k}": v for k, v in logs.items()})
+            record.update(logs)
         if not np.all(np.isfinite(record["train/loss"])):
             raise FloatingPointError(f"training loss became {record['train/loss']} at epoch {epoch} "
                                      f"({method.name}); lower the learning rate or check the inputs")

@@ -1,4 +1,5 @@
 """AGM method: scores and coefficients by hand on a toy model, modulated gradients, fit, bad options."""
+import dataclasses
 import math
 
 import jax
@@ -39,30 +40,33 @@ def _by_hand(model, batch, alpha):
 def test_scores_and_coefficients_match_a_hand_computation():
     method = get_method("agm")
     model, batch, ctx = setup(method)
-    ctx = ctx._replace(method_state={"running": RUNNING}, hparams={"alpha": jnp.asarray(2.0)})
+    ctx = dataclasses.replace(ctx, state={"running": RUNNING}, hparams={"alpha": jnp.asarray(2.0)})
     s, kappa = _by_hand(model, batch, 2.0)
-    terms, aux = method.terms(model, batch, ctx)
+    out = method.terms(model, batch, ctx)
+    terms = out.losses
     for m in "ab":
-        np.testing.assert_allclose(aux[f"score/{m}"], s[m], rtol=1e-5)
-        np.testing.assert_allclose(aux[f"kappa/{m}"], kappa[m], rtol=1e-4)
-        np.testing.assert_allclose(aux["method_state"]["running"].mean[m], (3 * RUNNING.mean[m] + s[m]) / 4, rtol=1e-5)
-    assert int(aux["method_state"]["running"].count) == 4
+        np.testing.assert_allclose(out.logs[f"score/{m}"], s[m], rtol=1e-5)
+        np.testing.assert_allclose(out.logs[f"kappa/{m}"], kappa[m], rtol=1e-4)
+        np.testing.assert_allclose(out.signals["coefficients"][m], kappa[m], rtol=1e-4)  # what the transform gets
+        np.testing.assert_allclose(out.state["running"].mean[m], (3 * RUNNING.mean[m] + s[m]) / 4, rtol=1e-5)
+    assert int(out.state["running"].count) == 4
     assert abs(kappa["a"] - 1) > 0.1  # the modulation is not trivial here
     # The loss value is the plain fused CE (only its gradient is modulated).
     logits = np.asarray(model(batch.inputs).logits)
     logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
     np.testing.assert_allclose(terms["ce"], -logp[np.arange(12), np.asarray(batch.label)], rtol=1e-5)
     # Outside the window: kappa = 1, or (outside="hold", the official hooks) the last kappa used inside it.
-    _, aux = method.terms(model, batch, ctx._replace(epoch=jnp.asarray(20)))
-    assert float(aux["kappa/a"]) == float(aux["kappa/b"]) == 1.0
+    out = method.terms(model, batch, dataclasses.replace(ctx, epoch=jnp.asarray(20)))
+    assert float(out.logs["kappa/a"]) == float(out.logs["kappa/b"]) == 1.0
+    assert float(out.signals["coefficients"]["a"]) == float(out.signals["coefficients"]["b"]) == 1.0
     held = {"a": jnp.asarray(1.7), "b": jnp.asarray(0.6)}
     hold = get_method("agm", outside="hold")
     for epoch, expected in ((20, held), (0, kappa)):
-        _, aux = hold.terms(model, batch, ctx._replace(epoch=jnp.asarray(epoch),
-                                                       method_state={"running": RUNNING, "kappa": held}))
+        out = hold.terms(model, batch, dataclasses.replace(ctx, epoch=jnp.asarray(epoch),
+                                                           state={"running": RUNNING, "kappa": held}))
         for m in "ab":
-            np.testing.assert_allclose(aux[f"kappa/{m}"], expected[m], rtol=1e-4)
-            np.testing.assert_allclose(aux["method_state"]["kappa"][m], expected[m], rtol=1e-4)
+            np.testing.assert_allclose(out.logs[f"kappa/{m}"], expected[m], rtol=1e-4)
+            np.testing.assert_allclose(out.state["kappa"][m], expected[m], rtol=1e-4)
 
 
 def test_logits_mode_gradient_follows_the_scaled_responses():
@@ -72,7 +76,7 @@ def test_logits_mode_gradient_follows_the_scaled_responses():
     """
     method = get_method("agm")
     model, batch, ctx = setup(method)
-    ctx = ctx._replace(method_state={"running": RUNNING}, hparams={"alpha": jnp.asarray(2.0)})
+    ctx = dataclasses.replace(ctx, state={"running": RUNNING}, hparams={"alpha": jnp.asarray(2.0)})
     _, kappa = _by_hand(model, batch, 2.0)
     ka, kb = kappa["a"], kappa["b"]
     probs = jax.nn.softmax(model(batch.inputs).logits)
@@ -91,7 +95,7 @@ def test_logits_mode_gradient_follows_the_scaled_responses():
 def test_groups_mode_scales_each_encoder_by_its_coefficient():
     method = get_method("agm", mode="groups", clip_threshold=None)
     model, batch, ctx = setup(method)
-    ctx = ctx._replace(method_state={"running": RUNNING}, hparams={"alpha": jnp.asarray(2.0)})
+    ctx = dataclasses.replace(ctx, state={"running": RUNNING}, hparams={"alpha": jnp.asarray(2.0)})
     _, kappa = _by_hand(model, batch, 2.0)
     update, _, _ = step(method, model, batch, ctx)
     ref = term_gradients(method, model, batch, ctx)["ce"]
@@ -105,7 +109,7 @@ def test_groups_mode_scales_each_encoder_by_its_coefficient():
 def test_three_modality_responses_sum_to_the_fused_logits():
     method = get_method("agm")
     model, batch, ctx = setup(method, dims={"a": 3, "b": 2, "c": 4})
-    out = method.forward(model, batch.inputs)
+    out = method.forward(model, batch.inputs, ctx)
     assert set(out.unimodal_logits) == {"a", "b", "c"}
     np.testing.assert_allclose(sum(out.unimodal_logits.values()), out.logits, rtol=1e-5, atol=1e-6)
 

@@ -7,27 +7,33 @@ from flax import nnx
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 from jaxmm.data.types import Batch
 from jaxmm.losses import classification_loss
-from jaxmm.methods import EpochContext, StepContext, get_method
+from jaxmm.methods import StepContext, get_method
+from jaxmm.methods.btw import scaled_forward
 from jaxmm.metrics.ksg import ksg_mutual_information
 from jaxmm.models.multimodal import ModelOutput
 from jaxmm.train.loop import fit
-from jaxmm.train.state import TrainState, build_model
+
+from ._helpers import make_model, run_hook
 
 DIMS = {"a": 4, "b": 4}
 
 
 def _state(method, n=8):
-    model = build_model(method, DIMS, 3, MODEL, nnx.Rngs(0))
-    _, params, rest = nnx.split(model, nnx.Param, ...)
+    """(model, (parameters, method state)) of one run."""
+    model = make_model(method, DIMS, 3, MODEL, 0)
+    params = nnx.state(model, nnx.Param)
     batch = Batch({m: jnp.ones((n, d)) for m, d in DIMS.items()}, jnp.zeros(n, jnp.int32), jnp.arange(n), {})
-    stack = lambda tree: jax.tree.map(lambda x: jnp.asarray(x)[None], tree)
-    return model, TrainState(stack(params), stack(rest), None, stack(method.init_state(model, batch)), None, None, None)
+    return model, (params, method.init_state(model, batch))
 
 
-def _context(epoch, train_out, val_logits, labels):
-    data = {"train": Batch({}, labels[None], None, {}), "val": Batch({}, labels[None], None, {})}
-    outputs = lambda state, split: train_out if split == "train" else ModelOutput(val_logits[None], {}, {})
-    return EpochContext(epoch, 3, data, outputs)
+def _refresh(method, run, epoch, train_out, val_logits, labels):
+    """The epoch hook on one run, given the splits it reads (``train`` only on a refresh epoch)."""
+    splits = method.epoch_end.reads(epoch, 3)
+    outputs = {"train": train_out, "val": ModelOutput(val_logits, {}, {})}
+    params, state = run
+    new = run_hook(method, params, state, epoch, 3, labels={s: labels for s in splits},
+                   outputs={s: outputs[s] for s in splits})
+    return new.params, new.state
 
 
 def _softmax(x):
@@ -43,9 +49,11 @@ def test_refresh_is_minmax_kl_times_mi_smoothed_and_schedule_follows_val_loss():
            "b": rng.normal(size=(n, 3)).astype(np.float32)}         # independent: MI ≈ 0
     labels = rng.integers(0, 3, n)
     method = get_method("btw", max_examples=n + 5)
-    _, state = _state(method)
-    train_out = ModelOutput(fused[None], {m: v[None] for m, v in uni.items()}, {})
-    state = method.epoch_end(state, {}, _context(0, train_out, fused, labels))
+    model, run = _state(method)
+    assert method.epoch_end.reads(0, 3) == ("val", "train")
+    train_out = ModelOutput(fused, dict(uni), {})
+    run = _refresh(method, run, 0, train_out, fused, labels)
+    state = run[1]
 
     p_mm = _softmax(fused)
     for j, m in enumerate("ab"):
@@ -53,23 +61,28 @@ def test_refresh_is_minmax_kl_times_mi_smoothed_and_schedule_follows_val_loss():
         kl = np.sum(p * np.log(p / p_mm), -1)
         mi = max(float(ksg_mutual_information(p, p_mm, k=3)), 1e-5)
         expected = 0.5 * (kl - kl.min()) / (kl.max() - kl.min()) * mi + 0.5 * 1.0
-        np.testing.assert_allclose(state.method_state["weights"][0, :n, j], expected, rtol=2e-3, atol=1e-5)
+        np.testing.assert_allclose(state["weights"][:n, j], expected, rtol=2e-3, atol=1e-5)
         assert (mi > 1.0) if m == "a" else (mi < 0.1)
-    np.testing.assert_array_equal(state.method_state["weights"][0, n:], 1.0)  # rows past the split untouched
+    np.testing.assert_array_equal(state["weights"][n:], 1.0)  # rows past the split untouched
     val_loss = float(np.mean(classification_loss(jnp.asarray(fused), jnp.asarray(labels))))
-    np.testing.assert_allclose(state.method_state["smooth"], [0.45])  # first loss beats +inf: s − 0.05
-    np.testing.assert_allclose(state.method_state["best_loss"], [val_loss], rtol=1e-6)
-    eval_w = [l for p, l in jax.tree_util.tree_leaves_with_path(state.rest) if "btw" in str(p)][0]
-    np.testing.assert_allclose(eval_w[0, :2], state.method_state["weights"][0, :n].mean(0), rtol=1e-5)
-    np.testing.assert_array_equal(eval_w[0, 2:], 1.0)
+    np.testing.assert_allclose(state["smooth"], 0.45)  # first loss beats +inf: s − 0.05
+    np.testing.assert_allclose(state["best_loss"], val_loss, rtol=1e-6)
+    # The evaluation pass scales every example's features by the modality's mean train weight.
+    np.testing.assert_allclose(state["mean_weights"], np.asarray(state["weights"][:n]).mean(0), rtol=1e-5)
+    x = {m: jnp.asarray(np.random.default_rng(3).normal(size=(5, d)), jnp.float32) for m, d in DIMS.items()}
+    mean_w = np.asarray(state["mean_weights"])
+    evaluated = method.forward(model, x, StepContext(state=state, modalities=tuple(DIMS)))
+    by_hand = scaled_forward(model, x, jnp.broadcast_to(mean_w, (5, 2)), normalize=True)
+    np.testing.assert_allclose(evaluated.logits, by_hand.logits, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(evaluated.logits, scaled_forward(model, x, None, normalize=True).logits, atol=1e-3)
     # A worse validation loss on the next refresh raises s back by 0.05; smoothing uses s = 0.45.
-    before = np.asarray(state.method_state["weights"][0, :n])
-    state = method.epoch_end(state, {}, _context(1, train_out, -5 * fused, labels))
-    np.testing.assert_allclose(state.method_state["smooth"], [0.5])
+    before = np.asarray(state["weights"][:n])
+    state = _refresh(method, run, 1, train_out, -5 * fused, labels)[1]
+    np.testing.assert_allclose(state["smooth"], 0.5)
     p = _softmax(uni["a"])
     kl = np.sum(p * np.log(p / p_mm), -1)
     mi = float(ksg_mutual_information(p, p_mm, k=3))
-    np.testing.assert_allclose(state.method_state["weights"][0, :n, 0],
+    np.testing.assert_allclose(state["weights"][:n, 0],
                                0.45 * (kl - kl.min()) / (kl.max() - kl.min()) * mi + 0.55 * before[:, 0], rtol=2e-3)
 
 
@@ -77,37 +90,45 @@ def test_refresh_every_and_kl_only_ablation():
     rng = np.random.default_rng(1)
     n = 50
     fused, u = rng.normal(size=(n, 3)).astype(np.float32), rng.normal(size=(n, 3)).astype(np.float32)
-    out = ModelOutput(fused[None], {"a": u[None], "b": fused[None] + 0.5 * u[None]}, {})
+    out = ModelOutput(fused, {"a": u, "b": fused + 0.5 * u}, {})
     method = get_method("btw", combine="kl", refresh_every=2, smooth=1.0, max_examples=n)
-    _, state = _state(method)
-    state = method.epoch_end(state, {}, _context(0, out, fused, rng.integers(0, 3, n)))
-    np.testing.assert_array_equal(state.method_state["weights"], 1.0)  # epoch 1 of every 2: no refresh
-    state = method.epoch_end(state, {}, _context(1, out, fused, rng.integers(0, 3, n)))
-    w = np.asarray(state.method_state["weights"][0])
+    _, run = _state(method)
+    assert method.epoch_end.reads(0, 3) == ("val",)  # no train pass when nothing is refreshed
+    run = _refresh(method, run, 0, out, fused, rng.integers(0, 3, n))
+    np.testing.assert_array_equal(run[1]["weights"], 1.0)  # epoch 1 of every 2: no refresh
+    run = _refresh(method, run, 1, out, fused, rng.integers(0, 3, n))
+    w = np.asarray(run[1]["weights"])
     np.testing.assert_allclose(w.min(0), 0.0, atol=1e-6)  # s = 1: the min-max normalised KL itself
     np.testing.assert_allclose(w.max(0), 1.0, rtol=1e-5)
     rescaled = get_method("btw", combine="kl", smooth=1.0, rescale=True, max_examples=n)
-    _, state = _state(rescaled)
-    state = rescaled.epoch_end(state, {}, _context(0, out, fused, rng.integers(0, 3, n)))
-    np.testing.assert_allclose(state.method_state["weights"][0], w / w.mean(), rtol=1e-5)
+    _, run = _state(rescaled)
+    run = _refresh(rescaled, run, 0, out, fused, rng.integers(0, 3, n))
+    np.testing.assert_allclose(run[1]["weights"], w / w.mean(), rtol=1e-5)
 
 
 def test_terms_scale_embeddings_or_weight_the_unimodal_losses():
     rng = np.random.default_rng(2)
-    for apply in ("embedding", "loss"):
-        method = get_method("btw", apply=apply, max_examples=10)
+    for apply, normalize in (("embedding", False), ("embedding", True), ("loss", True)):
+        method = get_method("btw", apply=apply, normalize=normalize, max_examples=10)
         model, _ = _state(method)
+        assert ("btw_norm" in model.extras) == (normalize and apply == "embedding")
         table = jnp.asarray(rng.uniform(size=(10, 2)), jnp.float32)
         index = jnp.asarray([3, 7, 1, 0])
         batch = Batch({m: jnp.asarray(rng.normal(size=(4, 4)), jnp.float32) for m in DIMS},
                       jnp.asarray([0, 1, 2, 0]), index, {})
         ctx = StepContext(jax.random.key(0), {"lam_uni": jnp.asarray(1.0)}, jnp.asarray(0),
                           {"weights": table})
-        terms, aux = method.terms(model, batch, ctx)
+        out = method.terms(model, batch, ctx)
+        terms, aux = out.losses, out.logs
         z, w = model.encode(batch.inputs), table[index]
         uni = [classification_loss(model.unimodal(m, z[m]), batch.label) for m in DIMS]
         if apply == "embedding":
-            fused = model.fuse({m: z[m] * w[:, j, None] for j, m in enumerate(DIMS)})
+            scaled = {m: np.asarray(z[m] * w[:, j, None]) for j, m in enumerate(DIMS)}
+            if normalize:  # LayerNorm (unit scale, zero bias at init, ε = 1e-6) over [z_a w_a; z_b w_b]
+                joint = np.concatenate([scaled[m] for m in DIMS], -1)
+                joint = (joint - joint.mean(-1, keepdims=True)) / np.sqrt(joint.var(-1, keepdims=True) + 1e-6)
+                scaled = dict(zip(DIMS, np.split(joint, 2, axis=-1)))
+            fused = model.fuse({m: jnp.asarray(v) for m, v in scaled.items()})
             np.testing.assert_allclose(terms["uni_ce"], uni[0] + uni[1], rtol=1e-5)
         else:
             fused = model.fuse(z)
@@ -117,19 +138,20 @@ def test_terms_scale_embeddings_or_weight_the_unimodal_losses():
 
 
 def test_bad_options_raise():
-    with pytest.raises(ValueError, match="unknown apply"):
+    with pytest.raises(ValueError, match="`apply` must be one of"):
         get_method("btw", apply="logits")
-    with pytest.raises(ValueError, match="unknown mi_estimator"):
+    with pytest.raises(ValueError, match="`mi_estimator` must be one of"):
         get_method("btw", mi_estimator="kde")
     with pytest.raises(ValueError, match="refresh_every"):
         get_method("btw", refresh_every=0)
     with pytest.raises(ValueError, match=r"smooth=1.5"):
         get_method("btw", smooth=1.5)
     small = get_method("btw", max_examples=20)
-    _, state = _state(small)
+    _, run = _state(small)
     labels = np.zeros(40, np.int64)
+    logits = np.zeros((40, 3), np.float32)
     with pytest.raises(ValueError, match="max_examples >= 40"):
-        small.epoch_end(state, {}, _context(0, None, np.zeros((40, 3), np.float32), labels))
+        _refresh(small, run, 0, ModelOutput(logits, {"a": logits, "b": logits}, {}), logits, labels)
 
 
 def test_fit_refreshes_weights_and_trains_with_one_compilation():

@@ -9,27 +9,29 @@ from flax import nnx
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 from jaxmm.data.types import Batch
 from jaxmm.losses import classification_loss
-from jaxmm.methods import StepContext, get_method
+from jaxmm.methods import EpochHook, StepContext, get_method
 from jaxmm.methods.dmil import decompose, dmil_gate_weights, stage_of, trained_in_stage
 from jaxmm.train.loop import fit
-from jaxmm.train.state import build_model
+
+from ._helpers import make_model
 
 
 def _setup(method, dims, num_outputs=3, batch_size=16, seed=0):
-    model = build_model(method, dims, num_outputs, MODEL, nnx.Rngs(seed))
+    model = make_model(method, dims, num_outputs, MODEL, seed)
     rng = np.random.default_rng(seed)
     batch = Batch(inputs={m: jnp.asarray(rng.normal(size=(batch_size, d)), jnp.float32) for m, d in dims.items()},
                   label=jnp.asarray(rng.integers(0, max(num_outputs, 2), batch_size)), index=jnp.arange(batch_size),
                   meta={"valid": jnp.ones(batch_size)})
     state = method.init_state(model, batch)
-    ctx = StepContext(jax.random.key(1), {k: jnp.asarray(v) for k, v in method.hparams.items()}, jnp.asarray(0), state)
+    ctx = StepContext(jax.random.key(1), {k: jnp.asarray(v) for k, v in method.hparams.items()}, jnp.asarray(0), state,
+                      jnp.asarray(0), tuple(model.modalities))
     return model, batch, ctx
 
 
 def test_stages_and_which_parameters_train():
     np.testing.assert_array_equal([int(stage_of(e, (2, 3))) for e in range(7)], [1, 1, 2, 2, 2, 3, 3])
     assert int(stage_of(0, (0, 0))) == 3
-    model = build_model(get_method("dmil", feature_width=8, penalty="club"), {"a": 4, "b": 4}, 3, MODEL, nnx.Rngs(0))
+    model = make_model(get_method("dmil", feature_width=8, penalty="club"), {"a": 4, "b": 4}, 3, MODEL, 0)
     params = nnx.split(model, nnx.Param, ...)[1]
     for stage in (1, 2, 3):
         train = trained_in_stage(params, jnp.asarray(stage))
@@ -47,18 +49,18 @@ def test_stages_and_which_parameters_train():
 
 def test_gate_mixes_component_logits_and_sums_to_one():
     method = get_method("dmil", feature_width=8)
-    model, batch, _ = _setup(method, {"a": 4, "b": 4})
+    model, batch, ctx = _setup(method, {"a": 4, "b": 4})
     model.eval()
     gate = dmil_gate_weights(model, batch.inputs)
     assert gate.shape == (16, 4) and bool(jnp.all(gate >= 0))
     np.testing.assert_allclose(gate.sum(-1), 1.0, rtol=1e-6)
     out = decompose(model, batch.inputs)
     expected = sum(gate[:, c, None] * out["component_logits"][c] for c in range(4))
-    fwd = method.forward(model, batch.inputs)
+    fwd = method.forward(model, batch.inputs, ctx)
     np.testing.assert_allclose(fwd.logits, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(fwd.unimodal_logits["a"], out["m_logits"]["a"])
     # Mixing probabilities instead: the output is the log of Σ_c g_c softmax(ŷ_c).
-    probs = get_method("dmil", feature_width=8, mix="probs").forward(model, batch.inputs).logits
+    probs = get_method("dmil", feature_width=8, mix="probs").forward(model, batch.inputs, ctx).logits
     mixture = sum(gate[:, c, None] * jax.nn.softmax(out["component_logits"][c]) for c in range(4))
     np.testing.assert_allclose(jnp.exp(probs), mixture, rtol=1e-5, atol=1e-6)
 
@@ -66,7 +68,8 @@ def test_gate_mixes_component_logits_and_sums_to_one():
 def test_fc_ablation_terms_equal_hand_computation():
     method = get_method("dmil", feature_width=8, layers="fc", alignment="mse")
     model, batch, ctx = _setup(method, {"a": 4, "b": 4})
-    terms, aux = method.terms(model, batch, ctx)
+    out = method.terms(model, batch, ctx)
+    terms, aux = out.losses, out.logs
     dm, z = model.extras["dmil"], model.encode(batch.inputs)
     m = {k: dm.id[i].q_m.layer(z[k]) for i, k in enumerate("ab")}
     n = {k: dm.id[i].q_n.layer(z[k]) for i, k in enumerate("ab")}
@@ -98,28 +101,29 @@ def test_id_only_variant_for_three_modalities():
     dims = {"a": 4, "b": 4, "c": 4}
     method = get_method("dmil", feature_width=8, variant="id_only", num_modalities=3)
     model, batch, ctx = _setup(method, dims)
-    terms, aux = method.terms(model, batch, ctx)
+    out = method.terms(model, batch, ctx)
+    terms, aux = out.losses, out.logs
     assert set(terms) == {"task_m", "var_mn", "task_fused"}
     np.testing.assert_allclose(sum(float(aux[f"gate/{m}"]) for m in dims), 1.0, rtol=1e-5)
     model.eval()
     assert dmil_gate_weights(model, batch.inputs).shape == (16, 3)
-    assert set(method.forward(model, batch.inputs).unimodal_logits) == set(dims)
+    assert set(method.forward(model, batch.inputs, ctx).unimodal_logits) == set(dims)
 
 
 def test_bad_options_and_mismatched_model_raise():
     with pytest.raises(ValueError, match="exactly 2 modalities"):
         get_method("dmil", feature_width=8, num_modalities=3)
-    with pytest.raises(ValueError, match="unknown layers"):
+    with pytest.raises(ValueError, match="`layers` must be one of"):
         get_method("dmil", layers="dense")
     with pytest.raises(ValueError, match="stage_epochs"):
         get_method("dmil", stage_epochs=(3, -1))
     # the default reads the encoders' width (8) from the model
-    default = build_model(get_method("dmil"), {"a": 4, "b": 4}, 3, MODEL, nnx.Rngs(0))
+    default = make_model(get_method("dmil"), {"a": 4, "b": 4}, 3, MODEL, 0)
     assert default.extras["dmil"].id[0].q_m.layer.bias[...].shape == (16,)  # mean and log-variance of width 8
     with pytest.raises(ValueError, match="encoders output"):
         _setup(get_method("dmil", feature_width=16), {"a": 4, "b": 4})
     with pytest.raises(ValueError, match="built for 2 modalities"):
-        build_model(get_method("dmil"), {"a": 4, "b": 4, "c": 4}, 3, MODEL, nnx.Rngs(0))
+        make_model(get_method("dmil"), {"a": 4, "b": 4, "c": 4}, 3, MODEL, 0)
 
 
 def test_fit_freezes_each_stage_bit_identically_and_trains():
@@ -127,12 +131,13 @@ def test_fit_freezes_each_stage_bit_identically_and_trains():
     with Adam and weight decay, which zeroing the gradient alone would not stop."""
     snapshots = []
     base = get_method("dmil", feature_width=8, stage_epochs=(2, 1))
+    assert base.transform is None and base.epoch_end is None  # freezing is the trainable mask alone
 
-    def record(state, stats, context):
-        snapshots.append(jax.tree.map(np.array, state.params))
-        return state
+    def record(run, context):  # the parameters at the end of each epoch (one run)
+        jax.debug.callback(lambda params: snapshots.append(jax.tree.map(np.array, params)), run.params)
+        return run
 
-    method = dataclasses.replace(base, epoch_end=record)
+    method = dataclasses.replace(base, epoch_end=EpochHook(record))
     result = fit(method, [tiny_splits()], [0], MODEL, dataclasses.replace(OPT, weight_decay=0.05),
                  train_cfg(epochs=4))
     assert result.trainer.traces == 1

@@ -1,4 +1,6 @@
 """MCR: permutation divergences through the model, game coupling, contrastive term, end to end."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,11 +12,10 @@ from jaxmm.data.types import Batch
 from jaxmm.methods import StepContext, get_method
 from jaxmm.models.multimodal import ModelConfig
 from jaxmm.train.loop import fit
-from jaxmm.train.state import build_model
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
-from ._helpers import jit_terms
+from ._helpers import jit_terms, make_model
 from ._onestep import assert_traces, setup
 
 DIMS = {"a": 4, "b": 4}
@@ -37,7 +38,8 @@ def _jsd(p_logits, q_logits):
 def test_permuting_an_ignored_modality_costs_nothing():
     method = get_method("mcr", num_permutations=4)
     model, batch, ctx = _setup(method, ignore_b=True)
-    terms, aux = jit_terms(method, model)(batch, ctx)
+    out = jit_terms(method, model)(batch, ctx)
+    terms, aux = out.losses, out.logs
     assert float(aux["mipd/D_b"]) == 0.0 and float(aux["mipd/D_a"]) > 1e-4
     np.testing.assert_allclose(jnp.mean(terms["mipd"]), -aux["mipd/D_a"], rtol=1e-5)
     # The contrastive term: supervised NT-Xent of the training-pass features.
@@ -58,7 +60,8 @@ def test_two_example_batch_divergence_by_hand():
     out = model(batch.inputs)
     swap = float(jnp.mean(_jsd(model.fuse({"a": out.features["a"][::-1], "b": out.features["b"]}), out.logits)))
     terms = jit_terms(method, model)
-    seen = np.array([terms(batch, ctx._replace(rng=jax.random.key(s)))[1]["mipd/D_a"] for s in range(8)])
+    seen = np.array([terms(batch, dataclasses.replace(ctx, rng=jax.random.key(s))).logs["mipd/D_a"]
+                     for s in range(8)])
     is_swap = np.isclose(seen, swap, rtol=1e-4, atol=0)
     assert swap > 1e-3 and is_swap.any() and (np.abs(seen[~is_swap]) < 1e-9).all() and not is_swap.all()
 
@@ -72,7 +75,7 @@ def test_couplings_share_values_but_not_encoder_gradients():
 
     @jax.jit
     def values_and_grads(p):
-        mipd = lambda q, m: jnp.mean(m.terms(nnx.merge(graphdef, q, rest), batch, ctx)[0]["mipd"])
+        mipd = lambda q, m: jnp.mean(m.terms(nnx.merge(graphdef, q, rest), batch, ctx).losses["mipd"])
         return [jax.value_and_grad(mipd)(p, m) for m in methods]
 
     (v_greedy, g_greedy), (v_indep, g_indep), (v_train, g_train) = values_and_grads(params)
@@ -108,8 +111,8 @@ def test_bad_options():
     batch = Batch({m: jnp.zeros((4, *s)) for m, s in shapes.items()}, jnp.arange(4) % 3, jnp.arange(4),
                   {"valid": jnp.ones(4)})
     ctx = StepContext(jax.random.key(0), {"tau": 0.5}, 0, {})
-    terms = lambda method: jax.eval_shape(lambda: method.terms(build_model(method, shapes, 3, cfg, nnx.Rngs(0)),
-                                                               batch, ctx))[0]
+    terms = lambda method: jax.eval_shape(lambda: method.terms(make_model(method, shapes, 3, cfg, 0),
+                                                               batch, ctx)).losses
     with pytest.raises(ValueError, match="one width"):
         terms(get_method("mcr", num_permutations=2))
     assert "con" not in terms(get_method("mcr", num_permutations=2, contrastive=False))

@@ -7,14 +7,15 @@ from flax import nnx
 
 from jaxmm.methods import StepContext, get_method
 from jaxmm.methods.mla import fuse_predictions
+from jaxmm.tasks import Task
 from jaxmm.train.batching import batches, stack_runs
 from jaxmm.train.config import OptimizerConfig
 from jaxmm.train.loop import fit
-from jaxmm.train.state import build_model
 from jaxmm.train.trainer import Trainer, resolve_hparams
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
+from ._helpers import make_model
 from ._onestep import assert_traces
 
 DIMS = {"a": 4, "b": 4}
@@ -45,7 +46,7 @@ def _head_kernel_gradient(model, modality, batch):
 
 def test_alternating_steps_freeze_the_other_encoder_and_project_the_shared_head():
     method = get_method("mla")
-    trainer = Trainer(method, DIMS, 3, MODEL, SGD)
+    trainer = Trainer(method, DIMS, Task("classification", "auto", 3), MODEL, SGD)
     hp = resolve_hparams(method, SGD, [{}])
     data = list(batches(stack_runs([tiny_splits().train]), np.arange(40)[None], 16))[:2]
     state = trainer.init([0], hp, jax.tree.map(lambda x: x[0], data[0]))
@@ -91,9 +92,9 @@ def test_fusion_rules_by_hand():
 
 def test_forward_fuses_the_shared_head_outputs():
     method = get_method("mla", fusion="fixed", fixed_weights=(0.3, 0.7))
-    model = build_model(method, DIMS, 3, MODEL, nnx.Rngs(0))
+    model = make_model(method, DIMS, 3, MODEL, 0)
     x = {m: jnp.asarray(np.random.default_rng(0).normal(size=(5, 4)), jnp.float32) for m in DIMS}
-    out = method.forward(model, x)
+    out = method.forward(model, x, StepContext(modalities=tuple(DIMS)))
     head = model.unimodal_heads["a"]
     for m in DIMS:
         np.testing.assert_allclose(out.unimodal_logits[m], head(model.encode_one(m, x[m])), rtol=1e-6)
@@ -113,10 +114,11 @@ def test_bad_options(options, match):
 
 
 def _terms_setup(method):
-    model = build_model(method, DIMS, 3, MODEL, nnx.Rngs(0))
+    model = make_model(method, DIMS, 3, MODEL, 0)
     batch = jax.tree.map(lambda v: jnp.asarray(v[0]), next(batches(stack_runs([tiny_splits().train]),
                                                                     np.arange(40)[None], 16)))
-    ctx = StepContext(jax.random.PRNGKey(0), {}, jnp.asarray(0), method.init_state(model, batch), jnp.asarray(0))
+    ctx = StepContext(jax.random.PRNGKey(0), {}, jnp.asarray(0), method.init_state(model, batch), jnp.asarray(0),
+                      tuple(model.modalities))
     return model, batch, ctx
 
 
@@ -142,4 +144,4 @@ def test_fit_trains_and_tracks_the_epoch_fraction():
 
 
 def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
-    assert_traces(get_method("mla"), ["active/c", "epoch_fraction"])
+    assert_traces(get_method("mla"), ["active/c"], ["features", "epoch_fraction"])

@@ -5,16 +5,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from jaxmm.data.types import Batch
 from jaxmm.methods import StepContext, get_method
 from jaxmm.train.loop import fit
-from jaxmm.train.state import build_model
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
-from ._helpers import jit_terms
+from ._helpers import jit_terms, make_model
 from ._onestep import assert_traces
 
 DIMS = {"a": 4, "b": 5}
@@ -27,7 +25,7 @@ def _unit(x, axis):
 
 def test_logits_are_scaled_cosines_of_hand_set_features_and_weights():
     method = get_method("mmcosine")
-    model = build_model(method, DIMS, 3, CFG, nnx.Rngs(0))
+    model = make_model(method, DIMS, 3, CFG, 0)
     rng = np.random.default_rng(0)
     kernels = {m: rng.normal(size=(6, 3)).astype(np.float32) for m in DIMS}
     for m in DIMS:  # hand-made class vectors; a bias that MMCosine must ignore
@@ -35,14 +33,14 @@ def test_logits_are_scaled_cosines_of_hand_set_features_and_weights():
         model.unimodal_heads[m].layers[0].bias[...] = jnp.full((3,), 7.0)
     inputs = {m: jnp.asarray(rng.normal(size=(5, d)), jnp.float32) for m, d in DIMS.items()}
     features = {m: np.asarray(z) for m, z in model.encode(inputs).items()}
-    out = method.forward(model, inputs)
+    ctx = StepContext(jax.random.key(0), {"scale": jnp.asarray(15.0)}, jnp.asarray(0), {})
+    out = method.forward(model, inputs, ctx)  # evaluation uses eval_scale (10), not the trained scale
     expected = {m: 10.0 * _unit(features[m], 1) @ _unit(kernels[m], 0) for m in DIMS}
     for m in DIMS:
         np.testing.assert_allclose(out.unimodal_logits[m], expected[m], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out.logits, expected["a"] + expected["b"], rtol=1e-5, atol=1e-5)
     batch = Batch(inputs, jnp.asarray([0, 1, 2, 0, 1]), jnp.arange(5), {"valid": jnp.ones(5)})
-    ctx = StepContext(jax.random.key(0), {"scale": jnp.asarray(15.0)}, jnp.asarray(0), {})
-    terms, _ = jit_terms(method, model)(batch, ctx)
+    terms = jit_terms(method, model)(batch, ctx).losses
     logits = 1.5 * (expected["a"] + expected["b"])
     ce = -jax.nn.log_softmax(logits)[np.arange(5), np.asarray(batch.label)]
     np.testing.assert_allclose(terms["ce"], ce, rtol=1e-5, atol=1e-5)
@@ -64,6 +62,6 @@ def test_bad_options_and_nonlinear_heads():
     with pytest.raises(ValueError, match="eval_scale"):
         get_method("mmcosine", eval_scale=0.0)
     method = get_method("mmcosine")
-    model = build_model(method, DIMS, 3, dataclasses.replace(CFG, unimodal_hidden=(4,)), nnx.Rngs(0))
+    model = make_model(method, DIMS, 3, dataclasses.replace(CFG, unimodal_hidden=(4,)), 0)
     with pytest.raises(ValueError, match="unimodal_hidden"):
-        method.forward(model, {m: jnp.ones((2, d)) for m, d in DIMS.items()})
+        method.forward(model, {m: jnp.ones((2, d)) for m, d in DIMS.items()}, StepContext())

@@ -1,4 +1,6 @@
 """MMPareto method: the trainer's per-term encoder gradients combined in closed form, fit, options."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,7 +39,9 @@ def _expected(g_mm, g_uni, conflict_check):
 def test_encoder_update_is_the_closed_form_min_norm_combination(conflict_check):
     method = get_method("mmpareto", conflict_check=conflict_check)
     model, batch, ctx = setup(method)
-    ctx = ctx._replace(hparams={"gamma": jnp.asarray(GAMMA)})
+    ctx = dataclasses.replace(ctx, hparams={"gamma": jnp.asarray(GAMMA)})
+    assert method.transform.per_term_grads
+    np.testing.assert_allclose(method.terms(model, batch, ctx).signals["gamma"], GAMMA, rtol=1e-7)
     update, metrics, _ = step(method, model, batch, ctx)
     ref = term_gradients(method, model, batch, ctx)  # one jax.grad per term
     weights = []
@@ -71,7 +75,7 @@ def test_fit_trains_once_compiled():
 
 
 def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
-    assert_traces(get_method("mmpareto"), ["grad_norm/uni_ce/a", "grad_norm/uni_ce/c"])
+    assert_traces(get_method("mmpareto"), ["grad_norm/uni_ce/a", "grad_norm/uni_ce/c"], ["gamma"])
 
 
 def test_bad_options():

@@ -1,4 +1,5 @@
 """OGM-GE method: fused-head slices, hand-computed modulation of the dominant encoder, fit, bad options."""
+import dataclasses
 import math
 
 import jax
@@ -27,7 +28,7 @@ def test_fusion_slices_are_the_linear_head_slices():
 def test_dominant_encoder_update_is_scaled_by_the_hand_coefficient(epoch, active):
     method = get_method("ogm_ge", generalization=False)
     model, batch, ctx = setup(method, scale={"b": 3.0})
-    ctx = ctx._replace(hparams={"alpha": jnp.asarray(0.3)}, epoch=jnp.asarray(epoch))
+    ctx = dataclasses.replace(ctx, hparams={"alpha": jnp.asarray(0.3)}, epoch=jnp.asarray(epoch))
     # Scores by hand from the slices W_m x_m + b/2 of the linear concat head.
     s = {m: true_class_prob(v, batch.label).sum() for m, v in slices_by_hand(model, batch).items()}
     dom, other = ("a", "b") if s["a"] / s["b"] >= s["b"] / s["a"] else ("b", "a")
@@ -35,8 +36,10 @@ def test_dominant_encoder_update_is_scaled_by_the_hand_coefficient(epoch, active
 
     update, metrics, _ = step(method, model, batch, ctx)
     ref = term_gradients(method, model, batch, ctx)["ce"]
+    signals = method.terms(model, batch, ctx).signals  # what the transformation receives
     for m in "ab":
-        np.testing.assert_allclose(metrics[f"score/{m}"], s[m], rtol=1e-5)
+        np.testing.assert_allclose(signals["scores"][m], s[m], rtol=1e-5)
+    np.testing.assert_allclose(signals["alpha"], 0.3)
     assert k < 0.9 or not active
     # the applied coefficients are logged per modality (1 outside the window)
     np.testing.assert_allclose([metrics[f"coef/{dom}"], metrics[f"coef/{other}"]], [k, 1.0], rtol=1e-5)
@@ -54,10 +57,10 @@ def test_probe_heads_do_not_train_the_encoders():
     grads = term_gradients(method, model, batch, ctx)["uni_ce"]
     assert all(not np.any(g) for g in jax.tree.leaves(grads["encoders"]))
     assert all(np.any(g) for g in jax.tree.leaves(grads["unimodal_heads"]))
-    _, aux = method.terms(model, batch, ctx)
+    signals = method.terms(model, batch, ctx).signals
     out = model(batch.inputs)
     p = true_class_prob(np.asarray(out.unimodal_logits["a"]), batch.label)
-    np.testing.assert_allclose(aux["score/a"], p.sum(), rtol=1e-5)
+    np.testing.assert_allclose(signals["scores"]["a"], p.sum(), rtol=1e-5)
 
 
 def test_fit_trains_once_compiled_with_alpha_vmapped():
@@ -74,7 +77,8 @@ def test_fit_trains_once_compiled_with_alpha_vmapped():
 
 
 def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
-    assert_traces(get_method("ogm_ge"), ["score/a", "score/b", "score/c"])
+    signals = assert_traces(get_method("ogm_ge"), ["coef/a", "coef/b", "coef/c"], ["scores", "alpha", "key"])
+    assert set(signals["scores"]) == {"a", "b", "c"}
 
 
 @pytest.mark.parametrize("options, match", [

@@ -47,7 +47,8 @@ def _by_hand(z, y, protos, alpha, rule):
 def test_coefficients_and_prototype_ce_match_hand_computation(rule):
     method = get_method("pmr", rule=rule)
     model, batch, ctx, z, y, protos = _setup(method, alpha=2.0)
-    terms, aux = jit_terms(method, model)(batch, ctx)
+    out = jit_terms(method, model)(batch, ctx)
+    terms, aux = out.losses, out.logs
     scores, coef, pce = _by_hand(z, y, protos, 2.0, rule)
     assert scores[0] > scores[1]  # "b" is the weaker modality
     np.testing.assert_allclose([aux["pmr_coef/a"], aux["pmr_coef/b"]], coef, rtol=1e-5, atol=1e-6)
@@ -64,26 +65,29 @@ def test_modulation_window_and_entropy_schedule():
     method = get_method("pmr", entropy_epochs=1)
     model, batch, ctx, z, y, protos = _setup(method)
     terms = jit_terms(method, model)
-    plain = terms(batch, ctx)[0]["pmr"]
-    on = ctx._replace(hparams={**ctx.hparams, "mu": jnp.asarray(0.5)})
+    plain = terms(batch, ctx).losses["pmr"]
+    on = dataclasses.replace(ctx, hparams={**ctx.hparams, "mu": jnp.asarray(0.5)})
     q = -np.linalg.norm(z["a"][:, None] - protos["a"][None], axis=-1)
     p = np.exp(q) / np.exp(q).sum(-1, keepdims=True)
     entropy = -(p * np.log(p)).sum(-1)
-    np.testing.assert_allclose(terms(batch, on)[0]["pmr"], plain - 0.5 * entropy, rtol=1e-4, atol=1e-5)
-    later = on._replace(epoch=jnp.asarray(1))
-    np.testing.assert_allclose(terms(batch, later)[0]["pmr"], plain, rtol=1e-6)
+    np.testing.assert_allclose(terms(batch, on).losses["pmr"], plain - 0.5 * entropy, rtol=1e-4, atol=1e-5)
+    later = dataclasses.replace(on, epoch=jnp.asarray(1))
+    np.testing.assert_allclose(terms(batch, later).losses["pmr"], plain, rtol=1e-6)
 
 
 def test_fit_refreshes_prototypes_to_class_means_of_the_train_features():
     method = get_method("pmr", proto_fraction=1.0, momentum=0.5)
     seen = []
 
-    def record(state, stats, context):
-        seen.append(jax.tree.map(np.array, state.method_state["prototypes"]))
-        return method.epoch_end(state, stats, context)
+    def record(run, context):  # the prototypes before each refresh (one callback per run)
+        jax.debug.callback(lambda protos: seen.append(jax.tree.map(np.array, protos)), run.state["prototypes"])
+        return method.epoch_end.update(run, context)
 
     splits = tiny_splits()
-    r = fit(dataclasses.replace(method, epoch_end=record), [splits], [0, 1], MODEL, OPT, train_cfg(epochs=3))
+    hook = dataclasses.replace(method.epoch_end, update=record)
+    r = fit(dataclasses.replace(method, epoch_end=hook), [splits], [0, 1], MODEL, OPT, train_cfg(epochs=3))
+    assert len(seen) == 3 * 2  # 3 epochs x 2 runs
+    before_last = {m: np.stack([s[m] for s in seen[-2:]]) for m in DIMS}  # [R, C, D]
     assert r.trainer.traces == 1
     losses = np.array([h["train/term/ce"] for h in r.history])
     assert (losses[-1] < losses[0]).all()
@@ -93,7 +97,7 @@ def test_fit_refreshes_prototypes_to_class_means_of_the_train_features():
     y = splits.train.label
     for m in DIMS:
         means = np.stack([feats[m][:, y == k].mean(1) for k in range(3)], axis=1)  # [R, C, D]
-        expected = 0.5 * seen[-1][m] + 0.5 * means  # EMA after the first epoch
+        expected = 0.5 * before_last[m] + 0.5 * means  # EMA after the first epoch
         np.testing.assert_allclose(r.state.method_state["prototypes"][m], expected, rtol=1e-4, atol=1e-5)
 
 

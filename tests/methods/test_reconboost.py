@@ -21,7 +21,7 @@ DIMS = {"a": 4, "b": 4}
 def _setup(method, epoch=0):
     model, batch, ctx = setup(method, DIMS, batch_size=6, cfg=MODEL)
     batch = batch._replace(label=jnp.asarray([0, 1, 2, 0, 1, 2]))
-    ctx = ctx._replace(epoch=jnp.asarray(epoch))
+    ctx = dataclasses.replace(ctx, epoch=jnp.asarray(epoch))
     return model, batch, ctx
 
 
@@ -43,9 +43,10 @@ def test_schedule_alternates_modality_and_rectification_phases():
 def test_paper_form_is_ce_minus_kl_to_the_others_by_hand(epoch, active, other):
     method = get_method("reconboost", form="paper", epochs_per_stage=1, correct_epochs=1)
     model, batch, ctx = _setup(method, epoch)
-    ctx = ctx._replace(hparams={**ctx.hparams, "lam": jnp.asarray(0.7)})
+    ctx = dataclasses.replace(ctx, hparams={**ctx.hparams, "lam": jnp.asarray(0.7)})
     model.extras["boost_rate"].value[...] = jnp.asarray(1.3)
-    terms, aux = jit_terms(method, model)(batch, ctx)
+    out = jit_terms(method, model)(batch, ctx)
+    terms, aux = out.losses, out.logs
     out = model(batch.inputs)
     log_p = _log_softmax(out.unimodal_logits[active])
     log_q = _log_softmax(1.3 * np.asarray(out.unimodal_logits[other]))
@@ -55,14 +56,14 @@ def test_paper_form_is_ce_minus_kl_to_the_others_by_hand(epoch, active, other):
     np.testing.assert_allclose(terms["boost"], ce - 0.7 * kl, rtol=1e-5, atol=1e-5)
     ensemble = 1.3 * (np.asarray(out.unimodal_logits["a"]) + np.asarray(out.unimodal_logits["b"]))
     np.testing.assert_allclose(terms["rectify"], -_log_softmax(ensemble)[np.arange(6), y], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(method.forward(model, batch.inputs).logits, ensemble, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(method.forward(model, batch.inputs, ctx).logits, ensemble, rtol=1e-5, atol=1e-5)
     assert int(aux["active_modality"]) == list(DIMS).index(active)
 
 
 def test_code_form_weights_the_ce_by_the_others_confidence():
     method = get_method("reconboost")
     model, batch, ctx = _setup(method)
-    terms, _ = jit_terms(method, model)(batch, ctx)
+    terms = jit_terms(method, model)(batch, ctx).losses
     out = model(batch.inputs)
     y = np.asarray(batch.label)
     ce = -_log_softmax(out.unimodal_logits["a"])[np.arange(6), y]
@@ -73,13 +74,18 @@ def test_code_form_weights_the_ce_by_the_others_confidence():
 
 def test_only_the_active_learner_moves_and_the_ensemble_trains():
     method = get_method("reconboost", epochs_per_stage=1, correct_epochs=1)
+    # the optimiser's moments restart at every phase boundary (after every epoch here)
+    assert [method.epoch_end.reset_optimizer(e) for e in range(4)] == [True] * 4
+    assert not get_method("reconboost", epochs_per_stage=2, correct_epochs=1).epoch_end.reset_optimizer(0)
     snapshots = []
 
-    def record(state, stats, context):
-        snapshots.append(jax.tree.map(np.array, state.params))
-        return method.epoch_end(state, stats, context)
+    def record(run, context):  # the parameters at the end of each epoch (one run)
+        jax.debug.callback(lambda params: snapshots.append(jax.tree.map(np.array, params)), run.params)
+        return method.epoch_end.update(run, context)
 
-    r = fit(dataclasses.replace(method, epoch_end=record), [tiny_splits()], [0], MODEL, OPT, train_cfg(epochs=5))
+    hook = dataclasses.replace(method.epoch_end, update=record)
+    r = fit(dataclasses.replace(method, epoch_end=hook), [tiny_splits()], [0], MODEL, OPT, train_cfg(epochs=5))
+    assert len(snapshots) == 5
     params = [None] + snapshots  # params[e]: at the start of epoch e
     group = lambda p, m: [p["encoders"][m], p["unimodal_heads"][m]]
     same = lambda x, y: all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
@@ -102,9 +108,9 @@ def test_traces_on_the_audio_visual_model_and_three_modalities():
 
 
 def test_bad_options():
-    with pytest.raises(ValueError, match="unknown form"):
+    with pytest.raises(ValueError, match="`form` must be one of"):
         get_method("reconboost", form="boost")
-    with pytest.raises(ValueError, match="unknown ga"):
+    with pytest.raises(ValueError, match="`ga` must be one of"):
         get_method("reconboost", ga="on")
     with pytest.raises(ValueError, match="epochs_per_stage"):
         get_method("reconboost", epochs_per_stage=0)

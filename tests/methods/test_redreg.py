@@ -10,18 +10,20 @@ from flax import nnx
 from jaxmm.methods import StepContext, get_method
 from jaxmm.methods.redreg import drop_modalities, drop_probability, noisy_input_views
 from jaxmm.monitors.redundancy_phase import co_information_similarity
+from jaxmm.tasks import Task
 from jaxmm.train.batching import batches, stack_runs
 from jaxmm.train.config import OptimizerConfig
 from jaxmm.train.loop import fit
-from jaxmm.train.state import build_model
 from jaxmm.train.trainer import Trainer, resolve_hparams
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
+from ._helpers import make_model
 from ._onestep import assert_traces
 
 DIMS = {"a": 4, "b": 4}
 SGD = OptimizerConfig("sgd", 1.0, 0.0, momentum=0.0)  # update = -gradient: the applied ĝ is readable
+TASK = Task("classification", "auto", 3)
 
 
 def _two_batches():
@@ -44,10 +46,11 @@ def _joint_gradient_fn(method, trainer):
     @jax.jit
     def grad(state, batch, hp):
         batch, hp = one(batch), one(hp)
-        ctx = StepContext(jax.random.PRNGKey(0), hp, state.epoch[0], one(state.method_state), state.step[0])
+        ctx = StepContext(jax.random.PRNGKey(0), hp, state.epoch[0], one(state.method_state), state.step[0],
+                          trainer.modalities, trainer.task)
 
         def loss(params):
-            terms, _ = method.terms(nnx.merge(trainer.train_def, params, one(state.rest), copy=True), batch, ctx)
+            terms = method.terms(nnx.merge(trainer.train_def, params, one(state.rest), copy=True), batch, ctx).losses
             weights = method.term_weights(ctx)
             return sum(weights[k] * jnp.average(v, weights=batch.meta["valid"]) for k, v in terms.items())
 
@@ -63,7 +66,7 @@ def test_applied_update_inside_the_trainer_and_gate_schedule():
     gradient g of the summed losses is taken directly from the method's terms.
     """
     method = get_method("redreg", num_epochs=2, tau_min=-1.0, tau_max=1.5)  # τ(0) = −1 open, τ(1) = 1.5 shut
-    trainer = Trainer(method, DIMS, 3, MODEL, SGD)
+    trainer = Trainer(method, DIMS, TASK, MODEL, SGD)
     hp = resolve_hparams(method, SGD, [{}])
     two = _two_batches()
     state = trainer.init([0], hp, jax.tree.map(lambda x: x[0], two[0]))
@@ -101,31 +104,35 @@ def test_applied_update_inside_the_trainer_and_gate_schedule():
 
 
 def _setup(method, valid):
-    model = build_model(method, DIMS, 3, MODEL, nnx.Rngs(0))
+    model = make_model(method, DIMS, 3, MODEL, 0)
     batch = _two_batches()[0]
     batch = jax.tree.map(lambda x: jnp.asarray(x[0]), batch)
     batch = batch._replace(meta={**batch.meta, "valid": jnp.asarray(valid, jnp.float32)})
     state = method.init_state(model, batch)
     hp = {k: jnp.asarray(v) for k, v in method.hparams.items()}
-    return model, batch, StepContext(jax.random.PRNGKey(1), hp, jnp.asarray(0), state, jnp.asarray(0))
+    return model, batch, StepContext(jax.random.PRNGKey(1), hp, jnp.asarray(0), state, jnp.asarray(0),
+                                     tuple(model.modalities), TASK)
 
 
 def test_observations_and_monitor_first_step():
     method = get_method("redreg", gamma=0.6)
     valid = np.r_[np.ones(10), np.zeros(6)]  # the last six rows are padding
     model, batch, ctx = _setup(method, valid)
-    _, aux = method.terms(model, batch, ctx)
+    terms = method.terms(model, batch, ctx)
+    aux, signals = terms.logs, terms.signals
     out = model(batch.inputs)
     for m in DIMS:
         p = jax.nn.softmax(out.unimodal_logits[m])[np.arange(16), batch.label]
         np.testing.assert_allclose(aux[f"confidence/{m}"], np.mean(p[:10]), rtol=1e-5)
+        np.testing.assert_allclose(signals["confidence"][m], np.mean(p[:10]), rtol=1e-5)
         # First step: EMA = 0.1·red, so r = red / (0.1 red) − γ·S with S = 1 while the window fills.
         np.testing.assert_allclose(aux[f"redundancy/{m}"], 10.0 - 0.6, rtol=1e-4)
+        np.testing.assert_allclose(signals["redundancy"][m], 10.0 - 0.6, rtol=1e-4)
     sim = co_information_similarity([out.features[m][:10] for m in DIMS])
     np.testing.assert_allclose(aux["similarity"], sim, rtol=1e-5)
-    assert int(aux["method_state"]["monitor"].length) == 1
-    extra = method.extra_args(ctx, aux)
-    assert set(extra) == {"confidence", "redundancy", "similarity", "num_epochs"}
+    np.testing.assert_allclose(signals["similarity"], sim, rtol=1e-5)
+    assert int(terms.state["monitor"].length) == 1
+    assert set(signals) == {"confidence", "redundancy", "similarity", "num_epochs"}
 
 
 def test_modality_dropout_schedule_and_draw():
@@ -182,4 +189,5 @@ def test_fit_trains_with_the_code_options():
 
 
 def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
-    assert_traces(get_method("redreg", modal_drop=True), ["confidence/c", "redundancy/a", "similarity"])
+    assert_traces(get_method("redreg", modal_drop=True), ["confidence/c", "redundancy/a", "similarity", "beta/c"],
+                  ["confidence", "redundancy", "similarity", "num_epochs"])

@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,13 +11,14 @@ from jaxmm.losses import bernoulli_kl_to_half
 from jaxmm.methods import StepContext, get_method
 from jaxmm.methods import _masking
 from jaxmm.models.multimodal import MLPModelConfig
-from jaxmm.train.state import build_model
+
+from ._helpers import make_model
 
 DIMS = {"x0": 6, "x1": 6}
 
 
 def _setup(method, batch_size=32, seed=0):
-    model = build_model(method, DIMS, 1, MLPModelConfig(encoder_hidden=(8,), fusion_hidden=(8,)), nnx.Rngs(seed))
+    model = make_model(method, DIMS, 1, MLPModelConfig(encoder_hidden=(8,), fusion_hidden=(8,)), seed)
     rng = np.random.default_rng(seed)
     mask = np.zeros((batch_size, 6), np.float32)
     mask[:, :2] = 1
@@ -23,14 +26,15 @@ def _setup(method, batch_size=32, seed=0):
                   label=jnp.asarray(rng.integers(0, 2, batch_size)), index=jnp.arange(batch_size),
                   meta={"mask/x0": mask, "mask/x1": mask, "valid": jnp.ones(batch_size)})
     state = method.init_state(model, batch)
-    ctx = StepContext(jax.random.key(1), {k: jnp.asarray(v) for k, v in method.hparams.items()}, jnp.asarray(0), state)
+    ctx = StepContext(jax.random.key(1), {k: jnp.asarray(v) for k, v in method.hparams.items()}, jnp.asarray(0), state,
+                      jnp.asarray(0), tuple(model.modalities))
     return model, batch, ctx
 
 
 def test_synib_kl_equals_explicit_counterfactual_passes():
     method = get_method("synib", mask="oracle")
     model, batch, ctx = _setup(method)
-    terms, _ = method.terms(model, batch, ctx)
+    terms = method.terms(model, batch, ctx).losses
     # Recompute by hand: corrupt coordinates 0..1 of one modality with the same N(0,1) draws.
     keys = jax.random.split(ctx.rng, 4)
     expected = 0.0
@@ -46,8 +50,8 @@ def test_synib_kl_equals_explicit_counterfactual_passes():
 def test_random_mask_rate_reported_in_aux():
     method = get_method("synib", mask="random")
     model, batch, ctx = _setup(method, batch_size=512)
-    ctx = ctx._replace(hparams={**ctx.hparams, "p": jnp.asarray(0.3)})
-    _, aux = method.terms(model, batch, ctx)
+    ctx = dataclasses.replace(ctx, hparams={**ctx.hparams, "p": jnp.asarray(0.3)})
+    aux = method.terms(model, batch, ctx).logs
     assert abs(float(aux["mask_rate/x0"]) - 0.3) < 0.02
 
 
@@ -55,7 +59,7 @@ def test_learned_mask_corrupts_the_complement_by_default():
     for target in ("complement", "important"):
         method = get_method("synib", mask="learned", learned_steps=5, learned_target=target)
         model, batch, ctx = _setup(method)
-        _, aux = method.terms(model, batch, ctx)
+        aux = method.terms(model, batch, ctx).logs
         rate = float(aux["mask_rate/x0"])
         # The inner problem starts almost empty (logit -4): few coordinates are "important".
         assert rate > 0.5 if target == "complement" else rate < 0.5
@@ -64,8 +68,7 @@ def test_learned_mask_corrupts_the_complement_by_default():
 def test_ema_fill_updates_statistics():
     method = get_method("synib", mask="random", fill="ema", ema_momentum=0.5)
     model, batch, ctx = _setup(method)
-    _, aux = method.terms(model, batch, ctx)
-    stats = aux["method_state"]["masking"]["stats"]["x0"]
+    stats = method.terms(model, batch, ctx).state["masking"]["stats"]["x0"]
     np.testing.assert_allclose(stats.mean, 0.5 * np.asarray(batch.inputs["x0"]).mean(0), rtol=1e-5, atol=1e-6)
 
 
@@ -74,10 +77,9 @@ def test_reference_variants_and_latent_level():
                  {"reference": "gaussian", "level": "latent", "fill": "shuffle"}):
         method = get_method("synib", mask="random", **opts)
         model, batch, ctx = _setup(method)
-        terms, _ = method.terms(model, batch, ctx)
+        terms = method.terms(model, batch, ctx).losses
         assert terms["synib_kl"].shape == (32,) and bool(jnp.all(terms["synib_kl"] >= -1e-6))
-    assert "logvar_head" in build_model(get_method("synib", reference="gaussian"), DIMS, 1, MLPModelConfig(),
-                                        nnx.Rngs(0)).extras
+    assert "logvar_head" in make_model(get_method("synib", reference="gaussian"), DIMS, 1, MLPModelConfig(), 0).extras
 
 
 def test_lambda_annealing():
@@ -89,7 +91,7 @@ def test_lambda_annealing():
 def test_masking_control_uses_ce_on_masked_copies():
     method = get_method("masking_control", mask="oracle")
     model, batch, ctx = _setup(method)
-    terms, _ = method.terms(model, batch, ctx)
+    terms = method.terms(model, batch, ctx).losses
     assert set(terms) == {"ce_union", "uni_ce"} and bool(jnp.all(terms["ce_union"] > 0))
 
 

@@ -21,7 +21,7 @@ from jaxmm.train.batching import stack_runs
 from jaxmm.train.config import TrainConfig
 from jaxmm.train.loop import fit
 from jaxmm.train.protocols import protocol
-from jaxmm.train.state import build_model, param_labels
+from jaxmm.train.state import build_model, model_factory, param_labels
 
 AV = ModelConfig(encoders={"audio": "audio", "visual": "visual"}, fusion_hidden=(), init="xavier")
 AV_SHAPES = {"audio": (1, 32, 24), "visual": (3, 2, 32, 32)}  # [1, F, T] and [C, T, H, W]
@@ -134,13 +134,12 @@ def test_sum_fusion_adds_per_modality_linear_maps_to_the_logits():
 
 def test_film_head_and_trunk_width():
     cfg = ModelConfig(fusion="film", fusion_hidden=(7,), encoder_hidden=(3,), fusion_condition="b")
-    model = MultimodalClassifier({"a": 2, "b": 2}, 4, cfg, rngs=nnx.Rngs(0),
-                                 extra_modules=lambda width, k, rngs, feature_widths: {"probe": nnx.Linear(width, k, rngs=rngs)})
+    model = MultimodalClassifier({"a": 2, "b": 2}, 4, cfg, rngs=nnx.Rngs(0))
     features = {"a": jnp.ones((2, 3)), "b": jnp.arange(6.0).reshape(2, 3)}
     gamma, beta = jnp.split(model.fusion.film(features["b"]), 2, axis=-1)
     logits, trunk = model.fuse(features, return_trunk=True)
     np.testing.assert_allclose(logits, model.fusion_head(gamma * features["a"] + beta), rtol=1e-6)
-    assert trunk.shape == (2, 7) and model.extras["probe"].in_features == 7
+    assert trunk.shape == (2, 7) and model.trunk_width == 7 and model.feature_widths == {"a": 3, "b": 3}
 
 
 @pytest.mark.parametrize("change, match", [
@@ -177,7 +176,9 @@ def test_three_modalities_with_a_two_modality_fusion_and_unknown_names_are_rejec
         _abstract({"a": 2, "b": 2, "c": 2}, ModelConfig(fusion="gated"))
     cfg = ModelConfig(encoders={"audoi": "audio"})
     with pytest.raises(ValueError, match="audoi"):
-        nnx.eval_shape(lambda: build_model(get_method("vanilla"), {"audio": (1, 8, 8)}, 3, cfg, nnx.Rngs(0)))
+        nnx.eval_shape(lambda: build_model(get_method("vanilla"), model_factory(get_method("vanilla"), cfg,
+                                                                                {"audio": (1, 8, 8)}, 3),
+                                           3, nnx.Rngs(0)))
 
 
 def _random_av_splits(n=(8, 4, 4), classes=3):

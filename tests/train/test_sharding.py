@@ -9,6 +9,7 @@ SCRIPT = textwrap.dedent("""
     from jaxmm.methods import get_method
     from jaxmm.train.batching import batches, epoch_permutations, stack_runs
     from jaxmm.train.sharding import make_data_mesh
+    from jaxmm.tasks import Task
     from jaxmm.train.trainer import Trainer, resolve_hparams
     from _tiny import MODEL, OPT, tiny_splits
     assert jax.device_count() == 8, jax.devices()
@@ -17,7 +18,7 @@ SCRIPT = textwrap.dedent("""
     hp = resolve_hparams(method, OPT, [{}, {"lam": 1.0}])
     out = []
     for devices in (1, 8):
-        trainer = Trainer(method, {"a": 4, "b": 4}, 3, MODEL, OPT, mesh=make_data_mesh(devices))
+        trainer = Trainer(method, {"a": 4, "b": 4}, Task(num_classes=3), MODEL, OPT, mesh=make_data_mesh(devices))
         order = epoch_permutations([0, 1], 0, 64)
         state = trainer.init([0, 1], hp, jax.tree.map(lambda x: x[0], next(batches(data, order, 16))))
         for epoch in range(2):
