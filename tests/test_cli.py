@@ -21,7 +21,8 @@ def test_train_and_resume(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "test metrics" in out and "acc" in out
     config = json.loads((tmp_path / "t" / "config.json").read_text())
-    assert config["method_options"] == {"mask": "oracle"} and config["seeds"] == [0, 1]
+    assert config["method_options"]["mask"] == "oracle" and config["seeds"] == [0, 1]
+    assert config["method_options"]["fill"] == "noise"  # every option is recorded, defaults included
     main([a if a != "train.epochs=2" else "train.epochs=3" for a in args] + ["--resume"])
     assert len((tmp_path / "t" / "metrics.jsonl").read_text().splitlines()) == 3
 

@@ -64,7 +64,7 @@ def inforeg(unimodal: str = "slices", scales: float | Mapping[str, float] = 1.0,
              "uni_ce": sum(ctx.loss(v, batch.label) for v in out.unimodal_logits.values())}
         valid = batch.meta.get("valid")
         scores = {m: discrepancy_score(v, batch.label, valid) for m, v in out.unimodal_logits.items()}
-        return Terms(t, signals={"scores": scores})
+        return Terms(t, signals={"scores": scores}, logs={f"score/{m}": s for m, s in scores.items()})
 
     return Method(
         terms=terms,

@@ -75,9 +75,9 @@ def ogm_ge(scores: str = "fusion", generalization: bool = True, tensors: str = "
         if heads:
             t["uni_ce"] = sum(ctx.loss(v, batch.label) for v in out.unimodal_logits.values())
         valid = batch.meta.get("valid")
-        signals = {"scores": {m: discrepancy_score(v, batch.label, valid) for m, v in out.unimodal_logits.items()},
-                   "alpha": ctx.hparams["alpha"], "key": jax.random.fold_in(ctx.rng, 1)}
-        return Terms(t, signals=signals)
+        scores = {m: discrepancy_score(v, batch.label, valid) for m, v in out.unimodal_logits.items()}
+        signals = {"scores": scores, "alpha": ctx.hparams["alpha"], "key": jax.random.fold_in(ctx.rng, 1)}
+        return Terms(t, signals=signals, logs={f"score/{m}": s for m, s in scores.items()})
 
     return Method(
         terms=terms,

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import jax.numpy as jnp
@@ -6,20 +7,22 @@ import pytest
 
 from experiments import imbalance
 from experiments import ogm_ge_diagnosis as E
-from jaxmm.methods import get_method
-from jaxmm.methods.base import StepContext
+from jaxmm.methods import Terms, get_method
 from jaxmm.transforms.ogm_ge import ogm_ge_coefficients
 
 
-def _extra(method, scores):
-    ctx = StepContext(rng=jnp.zeros(2, jnp.uint32), hparams={"alpha": jnp.float32(0.8)}, epoch=0, method_state=None)
-    return method.extra_args(ctx, {f"score/{m}": jnp.float32(v) for m, v in scores.items()})
+def _signals(modality, scores):
+    """The transform signals of ``slowing(modality)`` around an OGM-GE whose step reports ``scores``."""
+    reported = Terms({}, signals={"scores": {m: jnp.float32(v) for m, v in scores.items()}, "alpha": 0.8})
+    method = dataclasses.replace(get_method("ogm_ge"), terms=lambda model, batch, ctx: reported)
+    return E.slowing(method, modality).terms(None, None, None).signals
 
 
 def test_slowing_redirects_the_official_coefficient_to_the_named_modality():
-    method = E.slowing(get_method("ogm_ge"), "strong")
     for scores in ({"strong": 3.0, "weak": 5.0}, {"strong": 5.0, "weak": 3.0}):
-        out = _extra(method, scores)["scores"]
+        signals = _signals("strong", scores)
+        assert signals["alpha"] == 0.8  # the other signals pass through
+        out = signals["scores"]
         assert float(out["strong"]) == 5.0 and float(out["weak"]) == 3.0
         # the same ratio 5/3 as the official rule, applied to `strong` (the first modality here)
         k = ogm_ge_coefficients(jnp.array([out["strong"], out["weak"]]), 0.8)
@@ -29,10 +32,10 @@ def test_slowing_redirects_the_official_coefficient_to_the_named_modality():
 
 
 def test_slowing_rejects_methods_without_scores():
-    with pytest.raises(ValueError, match="no transform extra args"):
+    with pytest.raises(ValueError, match="no gradient transformation"):
         E.slowing(get_method("vanilla"), "strong")
     with pytest.raises(ValueError, match=r"needs two modality scores including 'audio'"):
-        _extra(E.slowing(get_method("ogm_ge"), "audio"), {"strong": 1.0, "weak": 2.0})
+        _signals("audio", {"strong": 1.0, "weak": 2.0})
 
 
 def test_no_redundancy_task_removes_only_the_weak_coarse_signal():
@@ -51,8 +54,8 @@ def test_controlled_runs_and_their_hyperparameters():
     assert E.OFFICIAL in labels
     assert hparams == {**{f"ogm_ge α={a:g}": {"alpha": a} for a in E.ALPHAS}, "frozen audio": {"alpha": 20.0}}
     methods = dict(runs)
-    assert methods["ogm (no noise)"].options["generalization"] is False
-    assert methods["frozen audio"].options["generalization"] is False
+    assert methods["ogm (no noise)"].info.options["generalization"] is False
+    assert methods["frozen audio"].info.options["generalization"] is False
 
 
 def test_leading_share_table_values_and_alpha_selection():

@@ -31,10 +31,14 @@ def _setup(method, dims, num_outputs=3, batch_size=16, seed=0):
 def test_stages_and_which_parameters_train():
     np.testing.assert_array_equal([int(stage_of(e, (2, 3))) for e in range(7)], [1, 1, 2, 2, 2, 3, 3])
     assert int(stage_of(0, (0, 0))) == 3
-    model = make_model(get_method("dmil", feature_width=8, penalty="club"), {"a": 4, "b": 4}, 3, MODEL, 0)
+    method = get_method("dmil", feature_width=8, penalty="club", stage_epochs=(1, 1))
+    model = make_model(method, {"a": 4, "b": 4}, 3, MODEL, 0)
     params = nnx.split(model, nnx.Param, ...)[1]
     for stage in (1, 2, 3):
         train = trained_in_stage(params, jnp.asarray(stage))
+        # the method's trainable mask at an epoch of that stage (stage_epochs=(1, 1): epoch = stage - 1)
+        jax.tree.map(np.testing.assert_array_equal, train,
+                     method.trainable(params, StepContext(epoch=jnp.asarray(stage - 1))))
         flat = {"/".join(str(getattr(k, "key", k)) for k in path): bool(v)
                 for path, v in jax.tree_util.tree_leaves_with_path(train)}
         for name, on in flat.items():

@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from jaxmm.data.types import Batch
 from jaxmm.losses import bernoulli_kl_to_half
