@@ -34,3 +34,40 @@ def test_errors_are_one_line_messages():
         main(["train", "--method", "vanilla", "--dataset", "mnist"])
     with pytest.raises(SystemExit, match="unknown experiment"):
         main(["experiment", "fig99"])
+
+
+PLUGIN = '''
+from jaxmm.methods import Method, Terms, register
+
+
+@register("fused_only")
+def fused_only() -> Method:
+    """The fused head alone, registered from outside jaxmm."""
+    return Method(terms=lambda model, batch, ctx: Terms({"ce": ctx.loss(model(batch.inputs).logits, batch.label)}),
+                  term_weights=lambda ctx: {"ce": 1.0})
+'''
+
+
+def _jaxmm(*args, cwd, env_path=None):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [env_path, os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "jaxmm.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def test_a_method_registered_in_a_plugin_module_trains_from_the_cli(tmp_path):
+    (tmp_path / "my_methods.py").write_text(PLUGIN)
+    ok = _jaxmm("train", "--plugin", "my_methods", "--method", "fused_only", "--dataset", "spurious_xor",
+                "--set", "train.epochs=1", "--set", "train.progress=False", "--out-dir", str(tmp_path / "runs"),
+                cwd=tmp_path, env_path=str(tmp_path))
+    assert ok.returncode == 0, ok.stderr
+    assert "fused_only on spurious_xor" in ok.stdout
+    listed = _jaxmm("methods", "--plugin", "my_methods", cwd=tmp_path, env_path=str(tmp_path))
+    assert "fused_only" in listed.stdout and "registered from outside jaxmm" in listed.stdout
+    missing = _jaxmm("train", "--plugin", "no_such_module", "--method", "fused_only", "--dataset", "spurious_xor",
+                     cwd=tmp_path)
+    assert missing.returncode != 0
+    assert missing.stderr.strip().splitlines()[-1].startswith("jaxmm train: error: --plugin no_such_module")

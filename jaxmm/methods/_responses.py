@@ -41,11 +41,14 @@ def fusion_slices(model, features: Mapping[str, jax.Array]) -> dict[str, jax.Arr
 
 
 def eval_view(model):
-    """A copy of ``model`` in evaluation mode sharing its (possibly traced) parameters.
+    """``model`` in evaluation mode, sharing its (possibly traced) parameters.
 
-    Gradients flow through the copy into the original parameters; the copy does
-    not update BatchNorm statistics or draw dropout masks.
+    Gradients flow through the view into the original parameters; the view does not update
+    BatchNorm statistics or draw dropout masks. Uses ``nnx.view`` where the installed Flax has
+    it (no copy of the graph), else an eval-mode copy.
     """
+    if hasattr(nnx, "view"):
+        return nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
     graphdef, state = nnx.split(model)
     copy = nnx.merge(graphdef, state, copy=True)
     copy.eval()

@@ -113,3 +113,35 @@ def test_frame_augmentation_reaches_the_training_batches_only(monkeypatch):
         fit(get_method("vanilla"), [splits], [0], MODEL, OPT, train_cfg(epochs=1, augment_frames=("video",)))
     with pytest.raises(ValueError, match="'a' must be uint8 frames"):
         fit(get_method("vanilla"), [splits], [0], MODEL, OPT, train_cfg(epochs=1, augment_frames=("a",)))
+
+
+def test_regression_run_reports_sentiment_metrics_that_match_numpy():
+    from jaxmm.data.synthetic import regression
+    from jaxmm.train.batching import stack_runs
+
+    splits = regression.splits(0, sizes={"train": 256, "val": 64, "test": 128})
+    r = fit(get_method("vanilla"), [splits], [0], MODEL, OPT, train_cfg(epochs=4, select="best", batch_size=64))
+    state = r.state._replace(params=r.params, method_state=r.method_state)
+    pred, _ = r.trainer.predict(state, stack_runs([splits.test]), 4096)
+    p, y = pred[0, :, 0].astype(np.float64), splits.test.label.astype(np.float64)
+    got = r.test[0]
+    assert got["mae"] == pytest.approx(np.mean(np.abs(p - y)), rel=1e-5)
+    assert got["pearson_r"] == pytest.approx(np.corrcoef(p, y)[0, 1], rel=1e-4)
+    assert got["acc2_nonneg"] == pytest.approx(np.mean((p >= 0) == (y >= 0)))
+    nz = y != 0
+    assert got["acc2_nonzero"] == pytest.approx(np.mean((p[nz] > 0) == (y[nz] > 0)))
+    assert got["acc7"] == pytest.approx(np.mean(np.round(np.clip(p, -3, 3)) == np.round(np.clip(y, -3, 3))))
+    pos, true = p >= 0, y >= 0  # weighted F1 of the non-negative convention, by hand
+    f1 = [2 * np.sum((pos == c) & (true == c)) / (np.sum(pos == c) + np.sum(true == c)) for c in (False, True)]
+    weights = [np.mean(true == c) for c in (False, True)]
+    assert got["f1_nonneg"] == pytest.approx(np.dot(f1, weights), rel=1e-6)
+    val_mae = [rec["val/mae"][0] for rec in r.history]
+    assert r.selected_epoch[0] == int(np.argmin(val_mae)) + 1  # selection minimises the error
+
+
+def test_classification_only_method_refuses_regression():
+    from jaxmm.data.synthetic import regression
+
+    splits = regression.splits(0, sizes={"train": 32, "val": 16, "test": 16})
+    with pytest.raises(ValueError, match="supports \\['classification'\\] tasks, not regression"):
+        fit(get_method("ogm_ge"), [splits], [0], MODEL, OPT, train_cfg(epochs=1))

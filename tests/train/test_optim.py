@@ -116,3 +116,20 @@ def test_bad_schedules_are_rejected():
         make_optimizer(OptimizerConfig(schedule="step"))
     with pytest.raises(ValueError, match="unknown optimizer"):
         make_optimizer(OptimizerConfig(name="lion"))
+
+
+def test_fresh_optimizer_state_restarts_moments_and_keeps_the_schedule_clock_and_rate():
+    from jaxmm.train.optim import fresh_optimizer_state
+    cfg = OptimizerConfig("sgd", 0.1, 0.0, momentum=0.9, schedule="step", step_size=1, gamma=0.5)
+    opt = make_optimizer(cfg, STEPS_PER_EPOCH)
+    params = jnp.asarray(0.0)
+    state = init_optimizer(opt, params, 0.3, 0.0)  # this run's own rate
+    for _ in range(4):
+        _, state = opt.update(jnp.asarray(1.0), state, params)
+    fresh = fresh_optimizer_state(opt, state, params)
+    assert float(fresh.hyperparams["learning_rate"]) == pytest.approx(0.3)
+    update, _ = opt.update(jnp.asarray(1.0), fresh, params)
+    # no momentum left: the update is -lr * g * gamma ** (epoch of step 4 = 1) = -0.3 * 0.5
+    assert float(update) == pytest.approx(-0.15)
+    continued, _ = opt.update(jnp.asarray(1.0), state, params)
+    assert abs(float(continued)) > 0.2  # without the reset the momentum buffer adds to it
