@@ -34,6 +34,7 @@ def test_only_the_dominant_encoder_is_pulled_and_only_in_its_window(window_open)
     update, metrics, new = step(method, model, batch, ctx, transform_state=state)
     signals = method.terms(model, batch, ctx).signals  # what the transformation receives
     for m in "ab":
+        np.testing.assert_allclose(metrics[f"score/{m}"], s[m], rtol=1e-5)
         np.testing.assert_allclose(signals["scores"][m], s[m], rtol=1e-5)
     grads = term_gradients(method, model, batch, ctx)
     plain = jax.tree.map(lambda ce, uni: ce + uni, grads["ce"], grads["uni_ce"])  # lam_uni = 1
@@ -52,8 +53,9 @@ def test_heads_variant_scores_the_unimodal_heads():
     model, batch, ctx = setup(method)
     terms = method.terms(model, batch, ctx)
     out = model(batch.inputs)
-    np.testing.assert_allclose(terms.signals["scores"]["b"],
-                               true_class_prob(np.asarray(out.unimodal_logits["b"]), batch.label).sum(), rtol=1e-5)
+    score = true_class_prob(np.asarray(out.unimodal_logits["b"]), batch.label).sum()
+    np.testing.assert_allclose(terms.logs["score/b"], score, rtol=1e-5)
+    np.testing.assert_allclose(terms.signals["scores"]["b"], score, rtol=1e-5)
     assert set(terms.losses) == {"ce", "uni_ce"}
     # the evaluation pass is the plain model: its own unimodal heads, not the fused head's slices
     fwd = method.forward(model, batch.inputs, ctx)
@@ -74,7 +76,8 @@ def test_fit_trains_once_compiled_and_tracks_the_window():
 
 
 def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
-    signals = assert_traces(get_method("inforeg"), ["beta/a", "beta/b", "beta/c"], ["scores"])
+    signals = assert_traces(get_method("inforeg"), ["score/a", "score/b", "score/c", "beta/a", "beta/b", "beta/c"],
+                            ["scores"])
     assert set(signals["scores"]) == {"a", "b", "c"}
 
 

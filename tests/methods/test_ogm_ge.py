@@ -38,6 +38,7 @@ def test_dominant_encoder_update_is_scaled_by_the_hand_coefficient(epoch, active
     ref = term_gradients(method, model, batch, ctx)["ce"]
     signals = method.terms(model, batch, ctx).signals  # what the transformation receives
     for m in "ab":
+        np.testing.assert_allclose(metrics[f"score/{m}"], s[m], rtol=1e-5)
         np.testing.assert_allclose(signals["scores"][m], s[m], rtol=1e-5)
     np.testing.assert_allclose(signals["alpha"], 0.3)
     assert k < 0.9 or not active
@@ -57,10 +58,11 @@ def test_probe_heads_do_not_train_the_encoders():
     grads = term_gradients(method, model, batch, ctx)["uni_ce"]
     assert all(not np.any(g) for g in jax.tree.leaves(grads["encoders"]))
     assert all(np.any(g) for g in jax.tree.leaves(grads["unimodal_heads"]))
-    signals = method.terms(model, batch, ctx).signals
+    terms = method.terms(model, batch, ctx)
     out = model(batch.inputs)
     p = true_class_prob(np.asarray(out.unimodal_logits["a"]), batch.label)
-    np.testing.assert_allclose(signals["scores"]["a"], p.sum(), rtol=1e-5)
+    np.testing.assert_allclose(terms.logs["score/a"], p.sum(), rtol=1e-5)
+    np.testing.assert_allclose(terms.signals["scores"]["a"], p.sum(), rtol=1e-5)
 
 
 def test_fit_trains_once_compiled_with_alpha_vmapped():
@@ -77,7 +79,8 @@ def test_fit_trains_once_compiled_with_alpha_vmapped():
 
 
 def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
-    signals = assert_traces(get_method("ogm_ge"), ["coef/a", "coef/b", "coef/c"], ["scores", "alpha", "key"])
+    signals = assert_traces(get_method("ogm_ge"), ["score/a", "score/b", "score/c", "coef/a", "coef/b", "coef/c"],
+                            ["scores", "alpha", "key"])
     assert set(signals["scores"]) == {"a", "b", "c"}
 
 
