@@ -3,7 +3,7 @@
 Training alternates modalities step by step: step ``t`` trains modality
 ``modalities[t mod M]`` alone on ``CE(H(z_m), y)``, ``H`` one head shared by
 every modality; only that encoder (and ``H``) moves on the step
-(``update_mask``: the other encoders keep their exact values, no momentum or
+(``trainable``: the other encoders keep their exact values, no momentum or
 weight-decay drift). Before every step but the first, the OWM projector of
 :func:`jaxmm.transforms.mla.mla` is updated with the step's mean feature and
 the gradient of ``H``'s kernel is projected; the forgetting factor reads the
