@@ -16,3 +16,4 @@ from jaxmm.losses.kl import (
     kl_to_reference,
 )
 from jaxmm.losses.regression import l1_loss, mse_loss
+from jaxmm.losses._common import l2_normalize

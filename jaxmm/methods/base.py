@@ -101,12 +101,15 @@ class EpochContext(NamedTuple):
         asked for.
       outputs: split name -> the eval-mode :class:`ModelOutput` of ``forward`` over the whole
         split (``[N, ...]``), for the same splits.
+      param_labels: ``params -> group names`` the trainer routes the transform by (a modality name
+        for its encoder's parameters).
     """
 
     epoch: int
     num_epochs: int
     labels: Mapping[str, jax.Array]
     outputs: Mapping[str, ModelOutput]
+    param_labels: Callable[[Any], Any] | None = None
 
 
 def _never(epoch: int) -> bool:

@@ -78,7 +78,7 @@ def dnr(lam: float = 3.0, reinit_epoch: int = 20, reinit_num: int = 3, kmeans_it
             strength[m] = reinit_strength(purity["train"], purity["val"], lam)
             logs.update({f"dnr/purity_{split}/{m}": p for split, p in purity.items()})
             logs[f"dnr/strength/{m}"] = strength[m]
-        params = reinit(run.params, run.state["init"], strength, labels=param_labels)
+        params = reinit(run.params, run.state["init"], strength, labels=context.param_labels or param_labels)
         return run._replace(params=params, state={**run.state, "strength": strength}, logs=logs)
 
     def due(epoch):

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmm._checks import check_choice
-from jaxmm.losses._common import l2_normalize
+from jaxmm.losses import l2_normalize
 from jaxmm.losses.ce import as_categorical, true_class_probability
 from jaxmm.losses.mixture import gated_log_probs
 from jaxmm.losses.prototype import (

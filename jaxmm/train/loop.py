@@ -83,7 +83,7 @@ def run_epoch_hook(trainer: Trainer, hook: EpochHook, state, data: dict, epoch: 
     labels = {s: data[s].label for s in splits}
 
     def one(run, run_labels, run_outputs):
-        return hook.update(run, EpochContext(epoch, num_epochs, run_labels, run_outputs))
+        return hook.update(run, EpochContext(epoch, num_epochs, run_labels, run_outputs, trainer.labels))
 
     run = jax.vmap(one)(RunState(state.params, state.method_state, state.step, {}), labels, outputs)
     run = jax.tree.map(jnp.copy, run)  # no two leaves share a buffer (the next step donates the state)

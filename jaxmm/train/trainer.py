@@ -87,8 +87,8 @@ class Trainer:
         self.factory = model_factory(method, model, self.input_shapes, task.num_outputs)
         self.train_def, self.eval_def = graphdefs(method, self.factory, task.num_outputs)
         self.modalities = tuple(nnx.eval_shape(lambda: self.factory(nnx.Rngs(0))).modalities)
-        labels = labels or param_labels
-        self.transform = (method.transform.build(self.modalities, labels) if method.transform
+        self.labels = labels or param_labels
+        self.transform = (method.transform.build(self.modalities, self.labels) if method.transform
                           else optax.with_extra_args_support(optax.identity()))
         self.traces = 0
         per_term = per_term_grads or (method.transform is not None and method.transform.per_term_grads)
