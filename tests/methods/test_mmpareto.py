@@ -81,3 +81,25 @@ def test_traces_on_the_audio_visual_resnet_model_and_with_three_modalities():
 def test_bad_options():
     with pytest.raises(ValueError, match="no option"):
         get_method("mmpareto", gamma=2.0)  # gamma is a hyper-parameter, not an option
+
+
+def test_detached_unimodal_heads_still_train_the_encoders():
+    """PID-XOR's model detaches the unimodal heads, so each encoder's unimodal gradient is exactly 0.
+
+    The official min-norm solver then weighs (0.999, 0.001) and the update is ``γ · g_sum``; a clipped
+    closed form would give 0 and the encoders would never move.
+    """
+    model = dataclasses.replace(MODEL, detach_unimodal=True)
+    splits = [tiny_splits()]
+    sgd = dataclasses.replace(OPT, name="sgd", lr=0.1, momentum=0.0)
+    init = fit(get_method("mmpareto"), splits, [0], model, dataclasses.replace(sgd, lr=0.0),
+               train_cfg(epochs=1)).state.params
+    after = fit(get_method("mmpareto"), splits, [0], model, sgd, train_cfg(epochs=1, batch_size=40)).state.params
+    plain = fit(get_method("vanilla", unimodal_heads=False), splits, [0], model, sgd,
+                train_cfg(epochs=1, batch_size=40)).state.params
+    for m in ("a", "b"):
+        kernel = lambda p: np.asarray(p["encoders"][m]["layers"][0]["kernel"])[0]
+        moved, fused_only = kernel(after) - kernel(init), kernel(plain) - kernel(init)
+        assert np.abs(moved).max() > 1e-4
+        # one full-batch SGD step: γ = 1.5 times the fused-CE gradient alone (the heads' CE adds 0)
+        np.testing.assert_allclose(moved, 1.5 * fused_only, rtol=1e-3, atol=1e-7)
