@@ -35,8 +35,8 @@ from benchmarks._common import add_protocol_args, device_name, jax_environment, 
 from jaxmm.data.types import Batch
 from jaxmm.methods import available, get_method
 from jaxmm.models.resnet import FEATURE_DIM
-from jaxmm.train.protocols import protocol
 from jaxmm.tasks import Task
+from jaxmm.train.protocols import protocol
 from jaxmm.train.trainer import Trainer, resolve_hparams
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"

@@ -20,11 +20,11 @@ import numpy as np
 from flax import nnx
 
 from benchmarks._common import device_name, jax_environment
+from jaxmm.data.types import Batch
 from jaxmm.methods import get_method
 from jaxmm.methods.base import StepContext
 from jaxmm.models.multimodal import ModelConfig
 from jaxmm.train.state import build_model, model_factory
-from jaxmm.data.types import Batch
 
 MODELS = {
     "mlp": (ModelConfig(encoder_hidden=(256, 256), fusion_hidden=(256,)), {"a": (64,), "b": (64,)}, 256),

@@ -14,8 +14,8 @@ from jaxmm.data.prefetch import prefetch_to_mesh
 from jaxmm.data.types import DatasetSplits
 from jaxmm.data.validate import validate_splits
 from jaxmm.methods.base import EpochContext, EpochHook, Method, RunState
-from jaxmm.tasks import Task, selection_score, task_of
 from jaxmm.models.multimodal import ModelConfig
+from jaxmm.tasks import Task, selection_score, task_of
 from jaxmm.train.batching import augment_frames, batches, check_augmented, epoch_permutations, num_batches, stack_runs
 from jaxmm.train.checkpoint import Checkpointer
 from jaxmm.train.config import OptimizerConfig, TrainConfig
@@ -116,7 +116,7 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
       mesh: device mesh (default: all devices on a ``data`` axis).
       per_term_grads: compute gradients term by term (one forward, vmapped VJP).
       labels: ``params -> group names`` for the method's transform (default: the built-in
-        model's layout, :func:`~jaxmm.train.state.param_labels`).
+        model's layout, :func:`~jaxmm.models.groups.param_labels`).
       loss: the task's loss (classification ``auto|softmax|sigmoid``, regression ``l1|mse``;
         default ``auto`` / ``l1``).
 

@@ -22,7 +22,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxmm.methods.base import Method
-from jaxmm.models.groups import param_labels  # noqa: F401 (the trainer's default labels)
 from jaxmm.models.multimodal import ModelConfig, ModelOutput, MultimodalClassifier
 
 ModelFactory = Callable[[nnx.Rngs], nnx.Module]
@@ -128,17 +127,20 @@ def build_model(method: Method, factory: ModelFactory, num_outputs: int, rngs: n
 
 
 def graphdefs(method: Method, factory: ModelFactory, num_outputs: int):
-    """Static train- and eval-mode graph definitions (no arrays are allocated).
+    """Static train- and eval-mode graph definitions and the abstract model (no arrays are allocated).
 
     Train mode uses batch statistics in BatchNorm (and updates the running averages held in
     ``rest``), eval mode the running averages.
+
+    Returns:
+      ``(train graphdef, eval graphdef, abstract train-mode model)``.
     """
     model = nnx.eval_shape(lambda: build_model(method, factory, num_outputs, nnx.Rngs(0)))
-    model.train()
-    train_def = nnx.split(model, nnx.Param, ...)[0]
     model.eval()
     eval_def = nnx.split(model, nnx.Param, ...)[0]
-    return train_def, eval_def
+    model.train()
+    train_def = nnx.split(model, nnx.Param, ...)[0]
+    return train_def, eval_def, model
 
 
 def init_state(method: Method, factory: ModelFactory, num_outputs: int, transform, seed, example_batch,

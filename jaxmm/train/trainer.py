@@ -11,13 +11,14 @@ from flax import nnx
 
 from jaxmm.data.types import Batch
 from jaxmm.methods.base import Method
+from jaxmm.models.groups import param_labels
 from jaxmm.models.multimodal import ModelConfig, ModelOutput
-from jaxmm.train.config import OptimizerConfig
 from jaxmm.tasks import Task
+from jaxmm.train.config import OptimizerConfig
 from jaxmm.train.optim import fresh_optimizer_state, init_optimizer, make_optimizer
 from jaxmm.train.sharding import make_data_mesh, replicate, shard_batch
 from jaxmm.train.state import (
-    ModelFactory, TrainState, build_model, check_output, graphdefs, init_state, model_factory, param_labels)
+    ModelFactory, TrainState, check_output, graphdefs, init_state, model_factory)
 from jaxmm.train.step import build_eval_step, build_train_step
 
 
@@ -60,7 +61,7 @@ class Trainer:
       per_term_grads: route the gradient through per-term VJPs (see :func:`build_train_step`).
       steps_per_epoch: optimiser steps per epoch (needed by per-epoch learning-rate schedules).
       labels: ``params -> pytree of group names`` the method's transform routes by (default
-        :func:`~jaxmm.train.state.param_labels`, for the built-in model's layout).
+        :func:`~jaxmm.models.groups.param_labels`, for the built-in model's layout).
     """
 
     def __init__(self, method: Method, input_shapes: Mapping[str, int | Sequence[int]], task: Task,
@@ -85,8 +86,8 @@ class Trainer:
             raise TypeError(f"optimizer must be an OptimizerConfig or an optax.GradientTransformation, "
                             f"got {type(optimizer).__name__}")
         self.factory = model_factory(method, model, self.input_shapes, task.num_outputs)
-        self.train_def, self.eval_def = graphdefs(method, self.factory, task.num_outputs)
-        self.modalities = tuple(nnx.eval_shape(lambda: self.factory(nnx.Rngs(0))).modalities)
+        self.train_def, self.eval_def, self._abstract = graphdefs(method, self.factory, task.num_outputs)
+        self.modalities = tuple(self._abstract.modalities)
         self.labels = labels or param_labels
         self.transform = (method.transform.build(self.modalities, self.labels) if method.transform
                           else optax.with_extra_args_support(optax.identity()))
@@ -120,10 +121,9 @@ class Trainer:
         return replicate(state, self.mesh)
 
     def _check_output(self, example: Batch) -> None:
-        model = nnx.eval_shape(lambda: build_model(self.method, self.factory, self.task.num_outputs, nnx.Rngs(0)))
-        graphdef, state = nnx.split(model)
+        graphdef, state = nnx.split(self._abstract)
         out = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, example.inputs)
-        check_output(self.method, model, out)
+        check_output(self.method, self._abstract, out)
 
     def step(self, state: TrainState, batch: Batch, hparams: dict):
         """One optimiser step of every run; ``batch`` is ``[R, B, ...]``, on the host or already sharded."""

@@ -9,7 +9,8 @@ from jaxmm.data.types import Batch
 from jaxmm.methods import StepContext
 from jaxmm.models.multimodal import MLPModelConfig, ModelConfig
 from jaxmm.tasks import Task
-from jaxmm.train.state import TrainState, param_labels
+from jaxmm.models.groups import param_labels
+from jaxmm.train.state import TrainState
 from jaxmm.train.step import build_eval_step, build_train_step
 
 from ._helpers import make_model

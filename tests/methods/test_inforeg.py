@@ -10,7 +10,7 @@ from flax import nnx
 
 from jaxmm.methods import get_method
 from jaxmm.train.loop import fit
-from jaxmm.train.state import param_labels
+from jaxmm.models.groups import param_labels
 
 from ._onestep import assert_traces, setup, slices_by_hand, step, term_gradients, true_class_prob
 

@@ -21,7 +21,8 @@ from jaxmm.train.batching import stack_runs
 from jaxmm.train.config import TrainConfig
 from jaxmm.train.loop import fit
 from jaxmm.train.protocols import protocol
-from jaxmm.train.state import build_model, model_factory, param_labels
+from jaxmm.models.groups import param_labels
+from jaxmm.train.state import build_model, model_factory
 
 AV = ModelConfig(encoders={"audio": "audio", "visual": "visual"}, fusion_hidden=(), init="xavier")
 AV_SHAPES = {"audio": (1, 32, 24), "visual": (3, 2, 32, 32)}  # [1, F, T] and [C, T, H, W]

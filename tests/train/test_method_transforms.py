@@ -8,7 +8,7 @@ import optax
 
 from jaxmm.methods import EpochHook, GradientTransform, Terms, get_method
 from jaxmm.train.loop import fit
-from jaxmm.train.state import param_labels
+from jaxmm.models.groups import param_labels
 from jaxmm.transforms import mmpareto
 
 from ._tiny import MODEL, OPT, tiny_splits, train_cfg
