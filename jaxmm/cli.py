@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import json
 import os
 import sys
+import tempfile
 
 EXPERIMENTS = {
     "spurious-xor": "experiments.spurious_xor",
@@ -61,33 +64,178 @@ def _load_options(cfg, args, progress: bool) -> dict:
     return options
 
 
+RESUMABLE = ("train.epochs", "train.patience", "train.progress", "train.checkpoint_every", "train.eval_batch_size")
+
+
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: give comma-separated non-negative integers, e.g. 0,1,2") from None
+
+
+def _requested_config(args, base: dict):
+    """``base`` (config data) with --protocol, --config, the flags, --sweep and --set applied, type-checked."""
+    from jaxmm.train.config import RunConfig, apply_overrides, from_dict, load_config_file, merge, to_dict
+    from jaxmm.train.protocols import apply_protocol
+    from jaxmm.train.sweep import parse_sweep
+
+    data = dict(base)
+    if args.protocol:
+        data = to_dict(apply_protocol(from_dict(RunConfig, data), args.protocol))
+    if args.config:
+        data = merge(data, load_config_file(args.config))
+    flags = {"method": args.method, "dataset": args.dataset, "name": args.name, "out_dir": args.out_dir,
+             "seeds": _parse_seeds(args.seeds) if args.seeds is not None else None}
+    data = merge(data, {k: v for k, v in flags.items() if v is not None})
+    if args.sweep:
+        data["sweep"] = {**data.get("sweep", {}), **dict(parse_sweep(item) for item in args.sweep)}
+    cfg = from_dict(RunConfig, data, "config")
+    return apply_overrides(cfg, args.set or [])
+
+
+def _new_config(args):
+    """The config of a new run: defaults, then the command line. --method and --dataset are required."""
+    from jaxmm.train.config import RunConfig, load_config_file, to_dict
+
+    given = load_config_file(args.config) if args.config else {}
+    for flag in ("method", "dataset"):
+        if getattr(args, flag) is None and flag not in given:
+            raise ValueError(f"--{flag} is required for a new run (or set {flag} in the --config file)")
+    cfg = _requested_config(args, to_dict(RunConfig()))
+    if args.name is None and "name" not in given:
+        cfg.name = f"{cfg.method}-{cfg.dataset}"
+    return cfg
+
+
+def _resumed_config(args, run_dir: str):
+    """The run's own config.json, with only the fields a resume may change taken from the command line.
+
+    Raises:
+      FileNotFoundError: the run has no config.json.
+      ValueError: the command asks for a change of any other field (listing every difference).
+    """
+    from jaxmm.train.config import RunConfig, differences, from_dict
+
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--resume: {path} not found; there is no run to resume under this --name/--out-dir")
+    with open(path) as f:
+        stored = json.load(f)
+    stored.pop("provenance", None)
+    stored_cfg = from_dict(RunConfig, stored, path)
+    requested = _requested_config(args, stored)
+    changed = [d for d in differences(stored_cfg, requested) if not d.startswith(tuple(f"{k}:" for k in RESUMABLE))]
+    if changed:
+        raise ValueError(f"--resume continues the run as {path} records it, but this command changes "
+                         f"{'; '.join(changed)}; drop those flags (only {', '.join(RESUMABLE)} may change) "
+                         "or start a new run under another --name")
+    return requested
+
+
+def _provenance(cfg, options: dict) -> dict:
+    """Versions, the git commit of the jaxmm checkout (if any) and the data folder actually used."""
+    import importlib.metadata
+    import subprocess
+
+    versions = {}
+    for package in ("jaxmm", "jax", "flax", "optax"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    from jaxmm.data.registry import data_folder
+
+    return {"versions": versions, "git_commit": commit, "data_dir": data_folder(cfg.dataset, options)}
+
+
 def _cmd_train(args) -> None:
     from jaxmm.data.registry import load_dataset
     from jaxmm.methods import get_method, load_plugins
-    from jaxmm.train.config import RunConfig, apply_overrides
-    from jaxmm.train.loop import fit, summarize
+    from jaxmm.train.config import apply_overrides, to_dict
+    from jaxmm.train.loop import fit
     from jaxmm.train.outputs import RunDir
-    from jaxmm.train.protocols import apply_protocol
+    from jaxmm.train.rundir import claim
+    from jaxmm.train.sweep import point_label, programs
 
-    cfg = RunConfig(name=args.name or f"{args.method}-{args.dataset}", method=args.method, dataset=args.dataset,
-                    seeds=tuple(int(s) for s in args.seeds.split(",")), out_dir=args.out_dir)
-    if args.protocol:
-        apply_protocol(cfg, args.protocol)
-    apply_overrides(cfg, args.set or [])
     load_plugins(args.plugin or ())
+    cfg = _resumed_config(args, _run_dir_of(args)) if args.resume else _new_config(args)
+    root = os.path.join(cfg.out_dir, cfg.name)
+    _check_writable(cfg.out_dir)
     method = get_method(cfg.method, **cfg.method_options)
     cfg.method_options = dict(method.info.options)  # config.json records every option, defaults included
     options = _load_options(cfg, args, cfg.train.progress)
-    splits = [load_dataset(cfg.dataset, seed, **options) for seed in cfg.seeds]
-    run_dir = os.path.join(cfg.out_dir, cfg.name)
-    RunDir(run_dir).write_json("config.json", cfg)
-    result = fit(method, splits, cfg.seeds, cfg.model, cfg.optimizer, cfg.train,
-                 hparams=[cfg.hparams] * len(cfg.seeds), run_dir=run_dir, resume=args.resume, loss=cfg.loss or None)
-    summary = summarize(result.test)
-    print(f"\n{method.name} on {cfg.dataset}, seeds {list(cfg.seeds)} — test metrics (mean ± std):")
-    for key in [k for k in summary if not k.startswith("f1/")]:
-        print(f"  {key:24s} {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}")
-    print(f"outputs: {run_dir}/ (config.json, metrics.jsonl, results.json, curves.png)")
+    splits = {seed: load_dataset(cfg.dataset, seed, **options) for seed in cfg.seeds}
+    provenance = _provenance(cfg, options)
+    record = {**to_dict(cfg), "provenance": provenance}
+    rows = []
+    grid = programs(cfg, cfg.sweep)
+    if len(grid) > 1:  # one folder per program below the sweep's own, which records the whole sweep
+        claim(root, resume=args.resume, overwrite=args.overwrite)
+        RunDir(root).write_json("config.json", record)
+    for program in grid:
+        program_cfg = apply_overrides(dataclasses.replace(cfg), list(program.overrides))
+        program_method = get_method(program_cfg.method, **program_cfg.method_options) if program.overrides else method
+        run_dir = os.path.join(root, program.tag) if program.tag else root
+        program_record = {**to_dict(program_cfg), "provenance": provenance} if program.tag else record
+        result = fit(program_method, [splits[s] for s in program.seeds], program.seeds, program_cfg.model,
+                     program_cfg.optimizer, program_cfg.train, hparams=list(program.hparams), run_dir=run_dir,
+                     resume=args.resume, overwrite=args.overwrite, record=program_record,
+                     loss=program_cfg.loss or None)
+        for point in dict.fromkeys(point_label(p) for p in program.points):
+            runs = [t for t, p in zip(result.test, program.points) if point_label(p) == point]
+            rows.append((program.tag or "-", point, runs))
+    _report(cfg, rows, root)
+
+
+def _run_dir_of(args) -> str:
+    """The folder of the run a --resume names: --out-dir/--name (default name <method>-<dataset>)."""
+    if args.name is None and (args.method is None or args.dataset is None):
+        raise ValueError("--resume needs the run's --name (or the --method and --dataset that named it)")
+    return os.path.join(args.out_dir or "runs", args.name or f"{args.method}-{args.dataset}")
+
+
+def _check_writable(out_dir: str) -> None:
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise NotADirectoryError(f"--out-dir {out_dir} is a file; give a folder")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise OSError(f"--out-dir {out_dir} is not writable ({e.strerror}); give a folder you can write to") from None
+
+
+def _report(cfg, rows, root: str) -> None:
+    """Prints (and writes ``sweep.md`` for a sweep) mean ± std of the test metrics per grid point."""
+    from jaxmm.train.loop import summarize
+
+    if len(rows) == 1:
+        summary = summarize(rows[0][2])
+        print(f"\n{cfg.method} on {cfg.dataset}, seeds {list(cfg.seeds)} — test metrics (mean ± std):")
+        for key in [k for k in summary if not k.startswith("f1/")]:
+            print(f"  {key:24s} {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}")
+        print(f"outputs: {root}/ (config.json, metrics.jsonl, results.json, curves.png)")
+        return
+    summaries = [(tag, point, summarize(runs)) for tag, point, runs in rows]
+    keys = [k for k in summaries[0][2] if "/" not in k][:6]
+    lines = [f"# Sweep {cfg.name}: {cfg.method} on {cfg.dataset}, seeds {list(cfg.seeds)} — test mean ± std", "",
+             "| program | grid point | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for tag, point, summary in summaries:
+        cells = [f"{summary[k]['mean']:.4f} ± {summary[k]['std']:.4f}" for k in keys]
+        lines.append(f"| {tag} | {point} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    print("\n" + text)
+    with open(os.path.join(root, "sweep.md"), "w") as f:
+        f.write(text + "\n")
+    print(f"outputs: {root}/ (sweep.md; one folder per program)" if any(t != "-" for t, _, _ in rows)
+          else f"outputs: {root}/ (sweep.md, config.json, metrics.jsonl, results.json, curves.png)")
 
 
 def _cmd_prepare(args) -> None:
@@ -124,22 +272,35 @@ def _cmd_experiment(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``jaxmm`` command."""
     parser = argparse.ArgumentParser(prog="jaxmm", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"jaxmm {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     methods = sub.add_parser("methods", help="list registered methods with their options and hyper-parameters")
     sub.add_parser("datasets", help="list registered datasets and what each needs on disk")
     train = sub.add_parser("train", help="train a method on a dataset (one vmapped run per seed)")
-    train.add_argument("--method", required=True)
-    train.add_argument("--dataset", required=True)
-    train.add_argument("--seeds", default="0", help="comma-separated model/data seeds, e.g. 0,1,2")
+    train.add_argument("--method", help="registered method (required unless --config sets it or --resume)")
+    train.add_argument("--dataset", help="registered dataset (required unless --config sets it or --resume)")
+    train.add_argument("--seeds", help="comma-separated model/data seeds, e.g. 0,1,2 (default 0)")
     train.add_argument("--name", help="run name (default <method>-<dataset>)")
-    train.add_argument("--out-dir", default="runs")
+    train.add_argument("--out-dir", help="folder of the run folders (default runs)")
+    train.add_argument("--config", metavar="FILE",
+                       help="start from a config file: Python (get_config() returning a RunConfig or a dict), "
+                            "YAML or JSON; flags and --set apply after it")
+    train.add_argument("--sweep", action="append", metavar="KEY=V1,V2,...",
+                       help="train every combination of these values with the seeds, e.g. hparams.lam=0.1,1,10 "
+                            "(repeatable; hparams.*, optimizer.lr and optimizer.weight_decay share one "
+                            "vmapped program, other fields get a program each)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a config field, e.g. optimizer.lr=3e-4, method_options.mask=learned, "
                             "dataset_options.alpha=0.8, hparams.lam=10, train.epochs=50 (repeatable)")
     train.add_argument("--protocol", help="start from a named protocol's model, optimiser and loop "
                                            "(jaxmm.train.protocols: crema_d, crema_d_inforeg, crema_d_mmpareto, "
                                            "crema_d_dnr, kinetics_sounds); --set overrides apply after it")
-    train.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run from its newest checkpoint, with its own config.json (only "
+                            "train.epochs, train.patience and how progress is shown may change)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run the folder holds (its checkpoints and outputs are removed first)")
     for command in (train, methods):
         command.add_argument("--plugin", action="append", metavar="MODULE",
                              help="import MODULE first (a module registering methods with "
@@ -167,8 +328,17 @@ def main(argv=None) -> None:
     try:
         {"methods": _cmd_methods, "datasets": _cmd_datasets, "train": _cmd_train, "prepare": _cmd_prepare,
          "experiment": _cmd_experiment}[args.command](args)
-    except (ValueError, FileNotFoundError, ModuleNotFoundError) as e:
-        raise SystemExit(f"jaxmm {args.command}: error: {e}") from e
+    except (ValueError, TypeError, OSError, RuntimeError, ModuleNotFoundError, FloatingPointError) as e:
+        if args.debug:
+            raise
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SystemExit(f"jaxmm {args.command}: error: {message} (--debug shows the traceback)") from None
+
+
+def _version() -> str:
+    from jaxmm import __version__
+
+    return __version__
 
 
 if __name__ == "__main__":

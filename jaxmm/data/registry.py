@@ -312,3 +312,16 @@ def prepare_dataset(name: str, seed: int = 0, *, cache_dir=None,
         logger.removeHandler(handler)
         logger.setLevel(level)
     return splits, handler.events
+
+
+def data_folder(name: str, options: dict) -> str | None:
+    """The folder a dataset actually reads (absolute), or ``None`` for generated datasets.
+
+    ``avdigits`` resolves its default (``$JAXMM_FSDD_DIR``, then the shared copy) as its loader does.
+    """
+    if name == "avdigits":
+        from jaxmm.data.avdigits import find_recordings
+
+        return str(find_recordings(options.get("fsdd_dir", options.get("data_dir"))).resolve())
+    data_dir = options.get("data_dir")
+    return None if data_dir is None else os.path.abspath(data_dir)

@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-from typing import Any
+import importlib.util
+import json
+import math
+import os
+import typing
+from typing import Any, Mapping, Sequence
+
+import dacite
+import yaml
 
 from jaxmm.models.multimodal import ModelConfig
 
@@ -37,6 +45,10 @@ class OptimizerConfig:
     gamma: float = 0.1
 
     def __post_init__(self):
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"optimizer.lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ValueError(f"optimizer.weight_decay must be a non-negative number, got {self.weight_decay!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"optimizer.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if not isinstance(self.step_size, int) or self.step_size < 1:
@@ -101,6 +113,8 @@ class RunConfig:
       hparams: overrides of the method's vmappable hyper-parameters (same for every seed).
       loss: the task's loss (``auto``, ``softmax``, ``sigmoid``; regression ``l1``, ``mse``);
         empty: the default of the dataset's task.
+      sweep: dotted field -> values; the runs are their cartesian product with the seeds
+        (:mod:`jaxmm.train.sweep`: vmappable fields share one program).
     """
 
     name: str = "run"
@@ -109,12 +123,23 @@ class RunConfig:
     dataset: str = "spurious_xor"
     dataset_options: dict = dataclasses.field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
-    hparams: dict = dataclasses.field(default_factory=dict)
+    hparams: dict[str, float] = dataclasses.field(default_factory=dict)
     loss: str = ""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     out_dir: str = "runs"
+    sweep: dict[str, list] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        seeds = tuple(self.seeds)
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+            raise ValueError(f"seeds must be non-negative integers, e.g. 0,1,2; got {self.seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds {list(seeds)} repeat a seed; each seed is one run, give each once")
+        self.seeds = seeds
+        if not self.name or os.sep in self.name or self.name in (".", ".."):
+            raise ValueError(f"name {self.name!r} must be a plain folder name (no '{os.sep}')")
 
 
 def parse_value(text: str) -> Any:
@@ -125,45 +150,132 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(config, overrides: list[str]):
-    """Applies ``["optimizer.lr=1e-3", "method_options.mask=learned", ...]`` in place.
+def _to_float(value):
+    """Ints (not bools) become floats for ``float`` fields; everything else is left to the type check."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
-    Dict fields (``method_options``, ``dataset_options``, ``hparams``) accept new
-    keys; dataclass fields must exist.
+
+def from_dict(cls, data: Mapping[str, Any], what: str = "config"):
+    """A config dataclass ``cls`` from nested ``data``, every value checked against its field's type.
+
+    Parsing and checking is ``dacite``'s (a small, well-kept library that maps dicts onto typed
+    dataclasses and names the dotted field in its errors); ints are accepted for float fields and
+    lists for tuple fields. Each dataclass's ``__post_init__`` then checks ranges and choices.
 
     Raises:
-      ValueError: malformed override or unknown field, naming the valid fields.
+      ValueError: one line naming the field, the expected type and the value given (``what`` says
+        where the value came from).
     """
+    try:
+        return dacite.from_dict(cls, dict(data), config=dacite.Config(
+            strict=True, cast=[tuple], type_hooks={float: _to_float}))
+    except dacite.UnexpectedDataError as e:
+        raise ValueError(f"{what}: unknown field(s) {sorted(e.keys)}") from None
+    except dacite.DaciteError as e:
+        raise ValueError(f"{what}: {e}") from None
+
+
+def to_dict(config) -> dict:
+    """``config`` (a dataclass) as nested plain data (tuples kept)."""
+    return dataclasses.asdict(config)
+
+
+def _set_path(data: dict, cls, path: str, value, what: str) -> None:
+    """Sets dotted ``path`` in ``data`` (the dict of a ``cls`` config); only dict fields accept new keys."""
+    *parents, leaf = path.split(".")
+    target, kind = data, cls
+    for part in parents + [leaf]:
+        if kind is not None:  # inside a dataclass: the field must exist
+            hints = typing.get_type_hints(kind)
+            if part not in hints:
+                raise ValueError(f"{what}: unknown field {part!r} in {path!r}; valid: {sorted(hints)}")
+        if part is leaf:
+            break
+        if kind is not None:
+            field_type = hints[part]
+            if not (dataclasses.is_dataclass(field_type) or field_type is dict or typing.get_origin(field_type) is dict):
+                raise ValueError(f"{what}: {path!r} goes below {part!r}, which is a single value")
+            kind = field_type if dataclasses.is_dataclass(field_type) else None
+        target = target.setdefault(part, {})
+    target[leaf] = value
+
+
+def apply_overrides(config, overrides: Sequence[str]):
+    """Applies ``["optimizer.lr=1e-3", "method_options.mask=learned", ...]`` to ``config`` (in place).
+
+    Values are Python literals (``1e-3``, ``(16, 8)``, ``True``; anything else is a string), checked
+    against the field's type before anything runs: ``optimizer.lr=abc`` and ``train.epochs=2.5`` are
+    refused naming the field. Dict fields (``method_options``, ``dataset_options``, ``hparams``)
+    accept new keys; dataclass fields must exist.
+
+    Raises:
+      ValueError: a malformed override, an unknown field (naming the valid ones) or a wrong type.
+    """
+    data = to_dict(config)
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} is not of the form key.path=value")
+            raise ValueError(f"--set {item!r} is not of the form key.path=value, e.g. optimizer.lr=3e-4")
         path, text = item.split("=", 1)
-        *parents, leaf = path.strip().split(".")
-        target = config
-        for part in parents:
-            target = _child(target, part, path)
-        value = parse_value(text)
-        if isinstance(target, dict):
-            target[leaf] = value
-        elif dataclasses.is_dataclass(target) and leaf in {f.name for f in dataclasses.fields(target)}:
-            current = getattr(target, leaf)
-            if isinstance(current, float) and isinstance(value, int):
-                value = float(value)
-            setattr(target, leaf, value)
-            if hasattr(target, "__post_init__"):
-                target.__post_init__()
-        else:
-            raise ValueError(f"unknown field {leaf!r} in override {item!r}; valid: {_names(target)}")
+        _set_path(data, type(config), path.strip(), parse_value(text), f"--set {item}")
+    new = from_dict(type(config), data, "--set " + " ".join(overrides))
+    for f in dataclasses.fields(config):
+        setattr(config, f.name, getattr(new, f.name))
     return config
 
 
-def _child(target, part, path):
-    if isinstance(target, dict):
-        return target.setdefault(part, {})
-    if dataclasses.is_dataclass(target) and part in {f.name for f in dataclasses.fields(target)}:
-        return getattr(target, part)
-    raise ValueError(f"unknown field {part!r} in override {path!r}; valid: {_names(target)}")
+def load_config_file(path: str) -> dict:
+    """The config in ``path`` as nested data: a Python file whose ``get_config()`` returns a
+    :class:`RunConfig` or a dict, or a YAML / JSON file holding a mapping.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: an unknown file type, a file that does not parse, or no ``get_config``.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--config {path}: no such file")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".py":
+        spec = importlib.util.spec_from_file_location("jaxmm_user_config", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        if not callable(getattr(module, "get_config", None)):
+            raise ValueError(f"--config {path}: a Python config defines get_config() returning a RunConfig or a dict")
+        data = module.get_config()
+        data = to_dict(data) if dataclasses.is_dataclass(data) else data
+    elif ext in (".yaml", ".yml", ".json"):
+        with open(path) as f:
+            try:
+                data = json.load(f) if ext == ".json" else yaml.safe_load(f)
+            except (json.JSONDecodeError, yaml.YAMLError) as e:
+                raise ValueError(f"--config {path}: does not parse: {str(e).splitlines()[0]}") from None
+    else:
+        raise ValueError(f"--config {path}: unknown file type {ext!r}; use .py (get_config()), .yaml, .yml or .json")
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: holds {type(data).__name__}, not a mapping of config fields")
+    return data
 
 
-def _names(target):
-    return sorted(target) if isinstance(target, dict) else [f.name for f in dataclasses.fields(target)]
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict:
+    """``base`` with ``update`` merged in, recursively for nested mappings."""
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def differences(old, new, prefix: str = "") -> list[str]:
+    """``["optimizer.lr: 0.001 -> 0.01", ...]``: the dotted fields where two configs (or dicts) differ."""
+    a = to_dict(old) if dataclasses.is_dataclass(old) else old
+    b = to_dict(new) if dataclasses.is_dataclass(new) else new
+    out = []
+    for k in sorted(set(a) | set(b), key=str):
+        x, y = a.get(k, "<unset>"), b.get(k, "<unset>")
+        if isinstance(x, Mapping) and isinstance(y, Mapping):
+            out += differences(x, y, f"{prefix}{k}.")
+        elif _normalise(x) != _normalise(y):
+            out.append(f"{prefix}{k}: {x!r} -> {y!r}")
+    return out
+
+
+def _normalise(value):
+    return [_normalise(v) for v in value] if isinstance(value, (list, tuple)) else value

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,7 @@ from jaxmm.train.batching import augment_frames, batches, check_augmented, epoch
 from jaxmm.train.checkpoint import Checkpointer
 from jaxmm.train.config import OptimizerConfig, TrainConfig
 from jaxmm.train.outputs import RunDir, plot_curves
+from jaxmm.train.rundir import RunLock, claim
 from jaxmm.train.sharding import replicate
 from jaxmm.train.state import ModelFactory
 from jaxmm.train.trainer import Trainer, resolve_hparams
@@ -64,6 +65,19 @@ def _select(improved, new, old):
     return jax.tree.map(lambda a, b: jnp.where(improved.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
 
 
+def _check_select_metric(trainer: Trainer, hparams: dict, example, val, val_meta, name: str) -> None:
+    """Refuses a selection metric the validation report will not have (traced abstractly, before compiling)."""
+    pred, uni = trainer.output_shapes(hparams, example)
+    n = val.label.shape[1]
+    report = trainer.task.report(np.zeros((n, *pred.shape[1:]), np.float32), val.label[0],
+                                 {m: np.zeros((n, *u.shape[1:]), np.float32) for m, u in uni.items()},
+                                 groups=val.meta["source"][0] if "source" in val.meta else None,
+                                 group_names=val_meta.group_names)
+    if name not in report:
+        raise ValueError(f"train.select_metric={name!r} is not a validation metric of this run; choose one of "
+                         f"{sorted(report)}")
+
+
 def task_of_splits(splits: DatasetSplits, loss: str | None = None) -> Task:
     """The :class:`Task` of a dataset: its kind, its classes (or target width) and ``loss`` (default per kind)."""
     label = splits.train.label
@@ -97,9 +111,13 @@ def run_epoch_hook(trainer: Trainer, hook: EpochHook, state, data: dict, epoch: 
 def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
         model: ModelConfig | ModelFactory, optimizer: OptimizerConfig | optax.GradientTransformation,
         train_cfg: TrainConfig, *, hparams: Sequence[dict] | None = None, run_dir: str | None = None,
-        resume: bool = False, mesh=None, per_term_grads: bool = False, labels: Callable | None = None,
-        loss: str | None = None) -> FitResult:
+        resume: bool = False, overwrite: bool = False, record: Mapping | None = None, mesh=None,
+        per_term_grads: bool = False, labels: Callable | None = None, loss: str | None = None) -> FitResult:
     """Trains ``len(seeds)`` runs of ``method`` side by side (one vmapped program).
+
+    A run directory holds one run (:mod:`jaxmm.train.rundir`): a new run into one that holds a run
+    is refused unless ``resume`` or ``overwrite``, and a lock keeps a second process out while
+    this one trains.
 
     Args:
       method: the method to train.
@@ -113,6 +131,9 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
       hparams: per-run hyper-parameter overrides (e.g. ``[{"lam": 1.0}, {"lam": 10.0}]``).
       run_dir: output folder (``None``: no files, no checkpoints).
       resume: continue from the newest checkpoint in ``run_dir``.
+      overwrite: replace the run ``run_dir`` holds (its checkpoints and outputs are removed first).
+      record: the run's configuration, written atomically to ``run_dir/config.json`` when a new
+        run starts, or once a resume has restored its checkpoint.
       mesh: device mesh (default: all devices on a ``data`` axis).
       per_term_grads: compute gradients term by term (one forward, vmapped VJP).
       labels: ``params -> group names`` for the method's transform (default: the built-in
@@ -122,7 +143,24 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
 
     Returns:
       A :class:`FitResult`.
+
+    Raises:
+      FileExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite`` is given.
+      RuntimeError: another process is training into ``run_dir``.
+      ValueError: inconsistent arguments, or a ``select_metric`` the validation report lacks.
     """
+    if run_dir is None:
+        return _train(method, splits, seeds, model, optimizer, train_cfg, hparams, None, False, None, mesh,
+                      per_term_grads, labels, loss)
+    claim(run_dir, resume=resume, overwrite=overwrite)
+    with RunLock(run_dir):
+        return _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir, resume, record, mesh,
+                      per_term_grads, labels, loss)
+
+
+def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir, resume, record, mesh,
+           per_term_grads, labels, loss) -> FitResult:
+    """:func:`fit` with the run directory claimed and locked."""
     seeds = list(seeds)
     splits = list(splits) if len(splits) > 1 else list(splits) * len(seeds)
     if len(splits) != len(seeds):
@@ -144,8 +182,10 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
     select_metric = train_cfg.select_metric or task.select_metric
 
     example = next(batches(data["train"], np.arange(n_train)[None], train_cfg.batch_size))
+    one_run = jax.tree.map(lambda x: x[0], example)
+    _check_select_metric(trainer, {k: v[0] for k, v in hp.items()}, one_run, data["val"], first.val, select_metric)
     hp = replicate(hp, trainer.mesh)  # once, not every step
-    state = trainer.init(seeds, hp, jax.tree.map(lambda x: x[0], example))
+    state = trainer.init(seeds, hp, one_run)
     runs = len(seeds)
     loop = {"epoch": np.zeros((), np.int32), "best_score": np.full(runs, -np.inf, np.float32),
             "best_epoch": np.zeros(runs, np.int32), "bad_epochs": np.zeros(runs, np.int32)}
@@ -165,6 +205,8 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
         out.truncate_metrics(start)
     elif out:
         out.truncate_metrics(0)
+    if out and record is not None:  # a resume records its (new) settings only once its checkpoint restored
+        out.write_json("config.json", record)
     history = out.read_metrics() if out else []
 
     bar = tqdm(range(start, train_cfg.epochs), desc=f"{method.name} x{runs}", disable=not train_cfg.progress,

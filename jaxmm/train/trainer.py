@@ -101,7 +101,8 @@ class Trainer:
             return jax.vmap(step)(state, batch, hparams)
 
         self._step = jax.jit(counted_step, donate_argnums=(0,))
-        self._eval = jax.jit(jax.vmap(build_eval_step(method, self.eval_def, self.modalities, task)))
+        self._eval_one = build_eval_step(method, self.eval_def, self.modalities, task)
+        self._eval = jax.jit(jax.vmap(self._eval_one))
         self._outputs = jax.jit(jax.vmap(build_eval_step(method, self.eval_def, self.modalities, task, raw=True)))
 
     def init(self, seeds: Sequence[int], hparams: dict, example: Batch) -> TrainState:
@@ -112,13 +113,26 @@ class Trainer:
         """
         example = jax.tree.map(jnp.asarray, example)
         self._check_output(example)
-
-        def one(seed, hp):
-            return init_state(self.method, self.factory, self.task.num_outputs, self.transform,
-                              seed, example, lambda params: self._init_optimizer(params, hp))
-
-        state = jax.jit(jax.vmap(one))(jnp.asarray(seeds, jnp.uint32), hparams)
+        state = jax.jit(jax.vmap(lambda seed, hp: self._init_one(seed, hp, example)))(
+            jnp.asarray(seeds, jnp.uint32), hparams)
         return replicate(state, self.mesh)
+
+    def _init_one(self, seed, hp, example: Batch) -> TrainState:
+        return init_state(self.method, self.factory, self.task.num_outputs, self.transform, seed, example,
+                          lambda params: self._init_optimizer(params, hp))
+
+    def output_shapes(self, hparams: dict, example: Batch):
+        """Shapes of one run's ``(prediction, {modality: unimodal logits})`` on ``example``'s inputs.
+
+        Traced abstractly (nothing is compiled or computed); ``hparams`` are one run's.
+        """
+        example = jax.tree.map(jnp.asarray, example)
+
+        def outputs(hp):
+            state = self._init_one(jnp.uint32(0), hp, example)
+            return self._eval_one(state.params, state.rest, state.method_state, example.inputs)
+
+        return jax.eval_shape(outputs, hparams)
 
     def _check_output(self, example: Batch) -> None:
         graphdef, state = nnx.split(self._abstract)
