@@ -1,12 +1,19 @@
 """The run folder: ``config.json``, ``metrics.jsonl``, ``results.json`` and PNG plots."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
+import tempfile
+import warnings
 from typing import Any
 
 import numpy as np
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def _jsonable(x):
@@ -21,8 +28,48 @@ def _jsonable(x):
     return x
 
 
+def _write_error(path: str, e: OSError) -> OSError:
+    """One line naming the file, the cause and what to do."""
+    err = OSError(f"could not write {path} ({e.strerror or e}); free space there, fix its permissions or pick "
+                  "another --out-dir")
+    err.errno = e.errno
+    return err
+
+
+def write_atomic(path: str, data: bytes | str) -> None:
+    """Writes ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    A reader (or a process killed mid-write) sees the old file or the new one, never a part.
+
+    Raises:
+      OSError: the write failed (disk full, read-only folder, …), naming ``path``; the old file is intact.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    payload = data.encode() if isinstance(data, str) else data
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from other users
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise _write_error(path, e) from e
+
+
 class RunDir:
-    """Writes a run's outputs under ``path``."""
+    """Writes a run's outputs under ``path``.
+
+    ``config.json``/``results.json`` (:meth:`write_json`) and a rewritten ``metrics.jsonl`` are replaced
+    atomically; :meth:`append_metrics` adds one whole line per call (one ``write`` on an append-only
+    descriptor), so an interruption leaves at most a torn *last* line, which :meth:`read_metrics` drops
+    with a warning.
+    """
 
     def __init__(self, path: str):
         self.path = path
@@ -33,28 +80,67 @@ class RunDir:
         return os.path.join(self.path, name)
 
     def write_json(self, name: str, obj: Any) -> None:
-        """Writes ``obj`` (dataclasses, numpy arrays allowed) as indented JSON."""
-        with open(self.file(name), "w") as f:
-            json.dump(_jsonable(obj), f, indent=2)
+        """Writes ``obj`` (dataclasses, numpy arrays allowed) as indented JSON, atomically.
+
+        Raises:
+          OSError: naming the file, when it cannot be written; a previous version stays intact.
+        """
+        write_atomic(self.file(name), json.dumps(_jsonable(obj), indent=2) + "\n")
 
     def append_metrics(self, record: dict) -> None:
-        """Appends one epoch's record to ``metrics.jsonl``."""
-        with open(self.file("metrics.jsonl"), "a") as f:
-            f.write(json.dumps(_jsonable(record)) + "\n")
+        """Appends one epoch's record to ``metrics.jsonl`` as one line, in one write.
+
+        Raises:
+          OSError: naming the file, when it cannot be written.
+        """
+        path = self.file("metrics.jsonl")
+        line = (json.dumps(_jsonable(record)) + "\n").encode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                view = memoryview(line)
+                while view:  # one write unless the kernel takes less (then the rest follows at once)
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise _write_error(path, e) from e
 
     def read_metrics(self, up_to_epoch: int | None = None) -> list[dict]:
-        """Records of ``metrics.jsonl`` (those with ``epoch < up_to_epoch`` if given)."""
-        if not os.path.exists(self.file("metrics.jsonl")):
+        """Records of ``metrics.jsonl`` (those with ``epoch < up_to_epoch`` if given).
+
+        A torn last line (an interrupted append) is dropped with a warning naming the file.
+
+        Raises:
+          ValueError: a line other than the last is not a JSON record, naming the file and the line.
+        """
+        path = self.file("metrics.jsonl")
+        if not os.path.exists(path):
             return []
-        with open(self.file("metrics.jsonl")) as f:
-            records = [json.loads(line) for line in f if line.strip()]
+        with open(path, "rb") as f:
+            lines = [(n, line) for n, line in enumerate(f.read().split(b"\n"), 1) if line.strip()]
+        records = []
+        for i, (n, line) in enumerate(lines):
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or "epoch" not in record:
+                    raise ValueError("not a record with an 'epoch'")
+            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                if i + 1 < len(lines):
+                    raise ValueError(f"{path} line {n} is not a metrics record ({e}); the file is damaged: "
+                                     "delete that line, or start the run over with --overwrite") from None
+                warnings.warn(f"dropped the torn last line {n} of {path} (an interrupted write): "
+                              f"{line[:60].decode(errors='replace')!r}", stacklevel=2)
+                continue
+            records.append(record)
         return [r for r in records if up_to_epoch is None or r["epoch"] < up_to_epoch]
 
     def truncate_metrics(self, up_to_epoch: int) -> None:
-        """Drops records of epochs not covered by the checkpoint being resumed."""
+        """Drops records of epochs not covered by the checkpoint being resumed (and a torn last line)."""
         keep = self.read_metrics(up_to_epoch)
-        with open(self.file("metrics.jsonl"), "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in keep)
+        path = self.file("metrics.jsonl")
+        if keep or os.path.exists(path):
+            write_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def plot_curves(records: list[dict], keys: list[str], path: str, title: str = "") -> None:
@@ -79,5 +165,7 @@ def plot_curves(records: list[dict], keys: list[str], path: str, title: str = ""
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
     plt.close(fig)
+    write_atomic(path, buffer.getvalue())

@@ -57,3 +57,70 @@ def test_apply_protocol_then_overrides_and_unknown_names():
         protocol("cremad")
     args = build_parser().parse_args(["train", "--method", "vanilla", "--dataset", "crema_d", "--protocol", "crema_d"])
     assert args.protocol == "crema_d"
+
+
+@pytest.mark.parametrize("override, match", [
+    ("optimizer.lr=abc", r'field "optimizer.lr" - should be "float" instead of value "abc"'),
+    ("train.epochs=2.5", r'field "train.epochs" - should be "int"'),
+    ("model.encoder_hidden=16", r'field "model.encoder_hidden" - should be "Sequence"'),
+    ("optimizer.lr=-1", "optimizer.lr must be a positive number"),
+    ("optimizer.lr.x=1", "'optimizer.lr.x' goes below 'lr', which is a single value"),
+    ("seeds=(0, 0)", "repeat a seed"),
+    ("seeds=(-1,)", "non-negative integers"),
+])
+def test_overrides_are_type_checked_naming_the_field(override, match):
+    with pytest.raises(ValueError, match=match):
+        apply_overrides(RunConfig(), [override])
+
+
+def test_nan_learning_rate_is_refused():
+    from jaxmm.train.config import OptimizerConfig
+
+    with pytest.raises(ValueError, match="optimizer.lr must be a positive number, got nan"):
+        OptimizerConfig(lr=float("nan"))
+
+
+def test_ints_become_floats_and_lists_tuples():
+    cfg = apply_overrides(RunConfig(), ["optimizer.lr=1", "seeds=[0, 1]", "model.encoders.audio=audio"])
+    assert cfg.optimizer.lr == 1.0 and isinstance(cfg.optimizer.lr, float) and cfg.seeds == (0, 1)
+    assert cfg.model.encoders == {"audio": "audio"}
+
+
+@pytest.mark.parametrize("kind", ["py", "yaml", "json"])
+def test_config_files(tmp_path, kind):
+    from jaxmm.train.config import from_dict, load_config_file, merge, to_dict
+
+    text = {"py": "from jaxmm.train.config import RunConfig, OptimizerConfig\n\n\ndef get_config():\n"
+                  "    return RunConfig(method='synib', seeds=(0, 1), optimizer=OptimizerConfig(lr=3e-4))\n",
+            "yaml": "method: synib\nseeds: [0, 1]\noptimizer:\n  lr: 3.0e-4\n",
+            "json": '{"method": "synib", "seeds": [0, 1], "optimizer": {"lr": 3e-4}}'}[kind]
+    path = tmp_path / f"c.{kind}"
+    path.write_text(text)
+    cfg = from_dict(RunConfig, merge(to_dict(RunConfig()), load_config_file(str(path))))
+    assert (cfg.method, cfg.seeds, cfg.optimizer.lr, cfg.optimizer.name) == ("synib", (0, 1), 3e-4, "adam")
+
+
+def test_bad_config_files(tmp_path):
+    from jaxmm.train.config import from_dict, load_config_file
+
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_config_file(str(tmp_path / "missing.yaml"))
+    (tmp_path / "c.toml").write_text("")
+    with pytest.raises(ValueError, match="unknown file type '.toml'"):
+        load_config_file(str(tmp_path / "c.toml"))
+    (tmp_path / "c.yaml").write_text("method: [unclosed\n")
+    with pytest.raises(ValueError, match="does not parse"):
+        load_config_file(str(tmp_path / "c.yaml"))
+    (tmp_path / "c.py").write_text("x = 1\n")
+    with pytest.raises(ValueError, match="get_config"):
+        load_config_file(str(tmp_path / "c.py"))
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['optimiser'\]"):
+        from_dict(RunConfig, {"optimiser": {"lr": 1.0}})
+
+
+def test_differences_list_dotted_fields():
+    from jaxmm.train.config import differences
+
+    a, b = RunConfig(), apply_overrides(RunConfig(), ["optimizer.lr=0.01", "hparams.lam=2", "train.epochs=5"])
+    assert differences(a, b) == ["hparams.lam: '<unset>' -> 2.0", "optimizer.lr: 0.001 -> 0.01", "train.epochs: 100 -> 5"]
+    assert differences(a, RunConfig()) == []
