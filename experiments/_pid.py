@@ -24,7 +24,7 @@ METHODS = {
     "masking-random": ("masking_control", {"mask": "random"}),
     "masking-learned": ("masking_control", {k: v for k, v in LEARNED.items()}),
 }
-OPTIMIZER = OptimizerConfig("adam", 3e-4, 1e-5)
+OPTIMIZER = OptimizerConfig(name="adam", lr=3e-4, weight_decay=1e-5)
 
 
 def model_config(width: int) -> MLPModelConfig:

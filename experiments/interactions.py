@@ -63,7 +63,7 @@ MODEL_NEEDS = {"mmcosine": {"unimodal_hidden": ()}}  # its heads are the class-w
 P_SYN = (0.1, 0.2, 0.4)
 KMEANS_BINS = 8
 AVDIGITS_MODEL = MLPModelConfig(encoder_hidden=(128, 64), fusion_hidden=(64,))
-AVDIGITS_OPT = OptimizerConfig("adam", 1e-3, 0.0)
+AVDIGITS_OPT = OptimizerConfig(name="adam", lr=1e-3, weight_decay=0.0)
 COLUMNS = {"acc": "acc", "acc/source/syn": "syn-source acc", "acc/source/u1": "u1-source acc",
            "acc/source/red": "red-source acc", "synergy": "synergy (heads)", "synergy/probe": "synergy (probes)"}
 

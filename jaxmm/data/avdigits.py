@@ -192,7 +192,8 @@ def load_avdigits(fsdd_dir: str | os.PathLike | None = None, *, test_speakers: S
               "val_speakers": sorted(val_speakers), "seed": seed, "image_noise_std": image_noise_std,
               "audio_noise_std": audio_noise_std, "features": [SAMPLE_RATE, N_FFT, HOP, FREQ_BINS, TIME_BINS,
                                                                 LOG_EPS]}
-    arrays = cache.cached(_build, config, cache_dir, name="avdigits", show_progress=progress)
+    arrays = cache.cached(_build, config, cache_dir, name="avdigits", show_progress=progress,
+                          sources=[config["recordings"]])
     datasets = []
     for split in SPLITS:
         prefix = f"{split}/dropped/"

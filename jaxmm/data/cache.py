@@ -5,6 +5,13 @@
 where ``hash`` is a stable SHA-256 of ``name`` and the JSON-canonical ``config``;
 a ``.json`` file beside it records the config for humans. Writes are atomic
 (temporary file + rename), so an interrupted build never leaves a half file.
+
+With ``sources`` (the files or folders the build reads), the file is
+``<name>-<hash>-<fingerprint>``: the fingerprint covers every source file's
+relative path, size and modification time, so a changed, added or removed
+source file makes a new key; the build runs again (with a warning naming the
+stale file, which is then removed). A cache file that cannot be read
+(truncated, damaged) is rebuilt with a warning naming it.
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -44,6 +52,50 @@ def config_hash(config: Mapping[str, Any], name: str = "") -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def source_fingerprint(sources: Iterable[str | os.PathLike], *,
+                       exclude: Iterable[str | os.PathLike] = ()) -> dict[str, Any]:
+    """A cheap fingerprint of the files under ``sources``: sorted relative paths, sizes and mtimes.
+
+    Folders are walked recursively (following links, each folder once); nothing is read but the
+    file metadata.
+
+    Args:
+      sources: files or folders (a missing one counts as empty).
+      exclude: folders left out (e.g. a cache folder inside the data folder).
+
+    Returns:
+      ``{"fingerprint": 16 hex digits, "files": count, "bytes": total size}``.
+    """
+    skip = {os.path.realpath(p) for p in exclude}
+    digest = hashlib.sha256()
+    files = size = 0
+    for root in sorted({os.path.abspath(os.fspath(p)) for p in sources}):
+        digest.update(f"root {root}\n".encode())
+        entries = []
+        if os.path.isfile(root):
+            entries.append(("", os.stat(root)))
+        seen = set()
+        for folder, dirs, names in os.walk(root, followlinks=True):
+            real = os.path.realpath(folder)
+            st = os.stat(folder)
+            if real in skip or (st.st_dev, st.st_ino) in seen:
+                dirs[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirs.sort()
+            for name in names:
+                path = os.path.join(folder, name)
+                try:
+                    entries.append((os.path.relpath(path, root), os.stat(path)))
+                except OSError:  # a dangling link
+                    continue
+        for rel, st in sorted(entries, key=lambda e: e[0]):
+            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            files += 1
+            size += st.st_size
+    return {"fingerprint": digest.hexdigest()[:16], "files": files, "bytes": size}
+
+
 def progress(iterable: Iterable, enabled: bool, **tqdm_kwargs) -> Iterable:
     """Wraps ``iterable`` in a tqdm bar when ``enabled`` (for use inside build functions)."""
     return tqdm(iterable, **tqdm_kwargs) if enabled else iterable
@@ -54,7 +106,9 @@ def _write_atomic(path: Path, result) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            if isinstance(result, np.ndarray):
+            if isinstance(result, bytes):
+                f.write(result)
+            elif isinstance(result, np.ndarray):
                 np.save(f, result, allow_pickle=False)
             else:
                 np.savez(f, **result)
@@ -65,8 +119,9 @@ def _write_atomic(path: Path, result) -> None:
 
 
 def cached(build_fn: Callable[..., Any], config: Mapping[str, Any], cache_dir: str | os.PathLike | None, *,
-           name: str | None = None, show_progress: bool = False) -> np.ndarray | dict[str, np.ndarray]:
-    """Returns ``build_fn(config, show_progress)``, computed once per distinct config.
+           name: str | None = None, show_progress: bool = False,
+           sources: Iterable[str | os.PathLike] | None = None) -> np.ndarray | dict[str, np.ndarray]:
+    """Returns ``build_fn(config, show_progress)``, computed once per distinct config and source files.
 
     Args:
       build_fn: ``(config, show_progress) -> np.ndarray | Mapping[str, np.ndarray]``; it
@@ -75,29 +130,55 @@ def cached(build_fn: Callable[..., Any], config: Mapping[str, Any], cache_dir: s
       cache_dir: folder for cache files (created if needed); ``None`` disables caching.
       name: file prefix and part of the key (default ``build_fn``'s qualified name).
       show_progress: passed to ``build_fn``.
+      sources: files or folders the build reads; their :func:`source_fingerprint` (paths, sizes,
+        mtimes) is part of the key, so changed source files are rebuilt. ``None``: the config only.
 
     Returns:
       the array, or a dict of arrays, as built or as loaded from the cache.
+
+    Warns:
+      UserWarning: a cache file that cannot be read, or one built from source files that changed
+        since; both are rebuilt (and the stale file removed).
     """
     name = name or f"{build_fn.__module__}.{getattr(build_fn, '__qualname__', type(build_fn).__qualname__)}"
     if cache_dir is None:
         return _check(build_fn(dict(config), show_progress), name)
     key = config_hash(config, name)
     cache_dir = Path(cache_dir)
-    stem = f"{name.rsplit('.', 1)[-1]}-{key}"
+    base = f"{name.rsplit('.', 1)[-1]}-{key}"
+    fingerprint = None
+    if sources is not None:
+        sources = sorted(os.path.abspath(os.fspath(p)) for p in sources)
+        fingerprint = source_fingerprint(sources, exclude=[cache_dir])
+    stem = base if fingerprint is None else f"{base}-{fingerprint['fingerprint']}"
     for path in (cache_dir / f"{stem}.npz", cache_dir / f"{stem}.npy"):
         if path.exists():
             try:
                 result = _load(path)
                 logger.info("loaded %s from cache %s", name, path)
                 return result
-            except (ValueError, OSError, EOFError) as e:
-                logger.warning("cache file %s is unreadable (%s); rebuilding", path, e)
+            except Exception as e:  # noqa: BLE001 - truncated zips raise BadZipFile, damaged ones zlib errors
+                reason = " ".join(str(e).split())[:160] or type(e).__name__
+                warnings.warn(f"cache file {path} is unreadable ({type(e).__name__}: {reason}); rebuilding it",
+                              stacklevel=2)
+    stale = sorted(p for p in cache_dir.glob(f"{base}-*") if p.suffix in (".npz", ".npy") and p.stem != stem) \
+        if fingerprint is not None and cache_dir.is_dir() else []
+    if stale:
+        warnings.warn(f"the source files of cache file {stale[0]} changed since it was built (sizes or times of "
+                      f"files under {', '.join(sources)}); rebuilding it",
+                      stacklevel=2)
     result = _check(build_fn(dict(config), show_progress), name)
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{stem}.{'npy' if isinstance(result, np.ndarray) else 'npz'}"
     _write_atomic(path, result)
-    (cache_dir / f"{stem}.json").write_text(json.dumps({"name": name, "config": _canonical(config)}, indent=1))
+    record = {"name": name, "config": _canonical(config)}
+    if fingerprint is not None:
+        record["sources"] = {"paths": sources, **fingerprint}
+    _write_atomic(cache_dir / f"{stem}.json", json.dumps(record, indent=1).encode())
+    legacy = [p for p in (cache_dir / f"{base}.npz", cache_dir / f"{base}.npy")] if fingerprint is not None else []
+    for old in stale + legacy:  # the same config built from older source files (or before fingerprints)
+        for p in (old, old.with_suffix(".json")):
+            p.unlink(missing_ok=True)
     logger.info("cached %s in %s", name, path)
     return result
 

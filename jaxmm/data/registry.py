@@ -97,7 +97,9 @@ def _read(key: str, reader: Callable[..., DatasetSplits], data_dir, *, cache_dir
           **options) -> DatasetSplits:
     """``reader(data_dir, **options)``, through the preprocessing cache when ``cache_dir`` is set.
 
-    The cache key is ``key``, the absolute ``data_dir`` and ``options``.
+    The cache key is ``key``, the absolute ``data_dir`` and ``options``, and the sizes and mtimes of
+    the files under ``data_dir`` (and under any existing ``*_dir`` option folder), so changed source
+    files are rebuilt (:func:`jaxmm.data.cache.source_fingerprint`).
     """
     with_progress = "progress" in inspect.signature(reader).parameters
 
@@ -106,7 +108,11 @@ def _read(key: str, reader: Callable[..., DatasetSplits], data_dir, *, cache_dir
         return _to_arrays(reader(config["data_dir"], **config["options"], **extra))
 
     config = {"data_dir": None if data_dir is None else os.path.abspath(data_dir), "options": options}
-    return _from_arrays(cache.cached(build, config, cache_dir, name=key, show_progress=progress))
+    sources = [data_dir] if data_dir is not None else []
+    sources += [v for k, v in sorted(options.items())
+                if k.endswith("_dir") and isinstance(v, (str, os.PathLike)) and os.path.isdir(v)]
+    return _from_arrays(cache.cached(build, config, cache_dir, name=key, show_progress=progress,
+                                     sources=sources if cache_dir is not None else None))
 
 
 def _crema_d(seed: int, data_dir, data_seed: int = 0, **options) -> DatasetSplits:

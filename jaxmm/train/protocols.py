@@ -75,7 +75,7 @@ def protocol(name: str) -> Protocol:
     model = ModelConfig(encoders={"audio": "audio", "visual": "visual"}, fusion="concat", fusion_hidden=(),
                         unimodal_hidden=(), init="xavier", bn_scale_std=bn_scale_std)
     schedule = {"schedule": "constant"} if step_size is None else {"schedule": "step", "step_size": step_size}
-    optimizer = OptimizerConfig("sgd", lr, weight_decay=1e-4, momentum=0.9, gamma=0.1, **schedule)
+    optimizer = OptimizerConfig(name="sgd", lr=lr, weight_decay=1e-4, momentum=0.9, gamma=0.1, **schedule)
     train = TrainConfig(epochs=epochs, batch_size=64, eval_batch_size=64, augment_frames=("visual",))
     return Protocol(model, optimizer, train, {"num_frames": frames})
 
