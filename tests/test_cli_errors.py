@@ -48,6 +48,8 @@ CASES = [
     (["--out-dir", "runs", "--name", "old", "--resume", "--overwrite"], "pass one of them"),
     (["--config", "missing.yaml"], "--config missing.yaml: no such file"),
     (["--sweep", "hparams.lam"], "is not of the form key.path=v1,v2"),
+    (["--set", "optimizer.lr=1e6", "--set", "train.epochs=3"], "training loss diverged at epoch 0: run 0 (seed 0) "
+                                                                "rose to"),
 ]
 
 

@@ -17,6 +17,7 @@ from jaxmm.models.multimodal import ModelConfig
 
 
 SCHEDULES = ("constant", "step")
+ON_DIVERGENCE = ("stop", "warn", "ignore")
 
 
 @dataclasses.dataclass
@@ -77,6 +78,10 @@ class TrainConfig:
       augment_frames: modalities whose ``uint8 [..., H, W, 3]`` frames get a
         per-frame RandomResizedCrop + horizontal flip in every training batch
         (the GeWu-Lab train transform; evaluation sees the frames unchanged).
+      on_divergence: when a run's training loss becomes NaN/inf or rises more than
+        ``divergence_factor`` times above its start or best (:mod:`jaxmm.train.divergence`):
+        ``stop`` (an error naming the epoch and the runs), ``warn`` or ``ignore``.
+      divergence_factor: how far the loss must rise to count as diverged (> 1).
     """
 
     epochs: int = 100
@@ -89,8 +94,14 @@ class TrainConfig:
     checkpoint_every: int = 1
     progress: bool = True
     augment_frames: tuple[str, ...] = ()
+    on_divergence: str = "stop"
+    divergence_factor: float = 100.0
 
     def __post_init__(self):
+        if self.on_divergence not in ON_DIVERGENCE:
+            raise ValueError(f"train.on_divergence must be one of {ON_DIVERGENCE}, got {self.on_divergence!r}")
+        if not self.divergence_factor > 1:
+            raise ValueError(f"train.divergence_factor must be > 1, got {self.divergence_factor!r}")
         if self.select not in ("last", "best"):
             raise ValueError(f"train.select must be 'last' or 'best', got {self.select!r}")
         if self.epochs < 1 or self.batch_size < 1:

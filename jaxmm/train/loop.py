@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Callable, Mapping, Sequence
 
 import jax
@@ -19,6 +20,7 @@ from jaxmm.tasks import Task, selection_score, task_of
 from jaxmm.train.batching import augment_frames, batches, check_augmented, epoch_permutations, num_batches, stack_runs
 from jaxmm.train.checkpoint import Checkpointer
 from jaxmm.train.config import OptimizerConfig, TrainConfig
+from jaxmm.train.divergence import DivergenceMonitor
 from jaxmm.train.outputs import RunDir, plot_curves
 from jaxmm.train.rundir import RunLock, claim
 from jaxmm.train.sharding import replicate
@@ -208,6 +210,10 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
     if out and record is not None:  # a resume records its (new) settings only once its checkpoint restored
         out.write_json("config.json", record)
     history = out.read_metrics() if out else []
+    divergence = DivergenceMonitor(runs, factor=train_cfg.divergence_factor,
+                                   names=[f"run {i} (seed {s})" for i, s in enumerate(seeds)])
+    for old in history:  # a resumed run remembers its start and best losses
+        divergence.update(old["epoch"], old["train/loss"])
 
     bar = tqdm(range(start, train_cfg.epochs), desc=f"{method.name} x{runs}", disable=not train_cfg.progress,
                initial=start, total=train_cfg.epochs)
@@ -218,6 +224,8 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
             epoch_batches = augment_frames(epoch_batches, train_cfg.augment_frames, seeds, epoch)
         for batch in prefetch_to_mesh(epoch_batches, trainer.mesh):
             state, metrics = trainer.step(state, batch, hp)
+            if epoch == 0 and count == 0:  # the loss at the initial parameters: divergence's baseline
+                divergence.start(np.asarray(metrics["loss"]))
             sums = metrics if not sums else jax.tree.map(jnp.add, sums, metrics)
             count += 1
         state = state._replace(epoch=state.epoch + 1)
@@ -226,9 +234,11 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
             state, logs = run_epoch_hook(trainer, method.epoch_end, state, data, epoch, train_cfg.epochs,
                                          train_cfg.eval_batch_size)
             record.update(logs)
-        if not np.all(np.isfinite(record["train/loss"])):
-            raise FloatingPointError(f"training loss became {record['train/loss']} at epoch {epoch} "
-                                     f"({method.name}); lower the learning rate or check the inputs")
+        found = divergence.update(epoch, record["train/loss"])
+        if found and train_cfg.on_divergence == "stop":
+            raise FloatingPointError(f"{method.name}: {found.message} (train.on_divergence=warn trains on)")
+        if found and train_cfg.on_divergence == "warn":
+            warnings.warn(f"{method.name}: {found.message}", stacklevel=2)
         val = _evaluate(trainer, state, data["val"], first.val, train_cfg.eval_batch_size)
         record.update({f"val/{k}": [v[k] for v in val] for k in val[0]})
         if train_cfg.eval_train:

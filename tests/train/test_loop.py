@@ -80,8 +80,21 @@ def test_diverging_loss_is_reported():
 
     s = tiny_splits()
     huge = _with(s, inputs={**s.train.inputs, "a": s.train.inputs["a"] * 1e30})
-    with pytest.raises(FloatingPointError, match="lower the learning rate"):
-        fit(get_method("vanilla"), [huge], [0], MODEL, OptimizerConfig("sgd", 1e10), train_cfg())
+    with pytest.raises(FloatingPointError, match="training loss diverged at epoch 0: run 0 .seed 0. has loss nan.*"
+                                                 "lower optimizer.lr"):
+        fit(get_method("vanilla"), [huge], [0], MODEL, OptimizerConfig(name="sgd", lr=1e10), train_cfg())
+
+
+def test_a_loss_that_explodes_in_the_first_epoch_stops_the_run_or_warns():
+    from jaxmm.train.config import OptimizerConfig
+
+    opt = OptimizerConfig(name="adam", lr=1e6)
+    with pytest.raises(FloatingPointError, match=r"diverged at epoch 0: run 0 \(seed 0\) rose to .* from its initial "
+                                                 r"loss .*train.on_divergence=warn"):
+        fit(get_method("vanilla"), [tiny_splits()], [0], MODEL, opt, train_cfg(epochs=2))
+    with pytest.warns(UserWarning, match="diverged at epoch 0"):
+        r = fit(get_method("vanilla"), [tiny_splits()], [0], MODEL, opt, train_cfg(epochs=2, on_divergence="warn"))
+    assert len(r.history) == 2
 
 
 def _with_frames(splits, side=8):
