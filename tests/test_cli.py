@@ -71,3 +71,31 @@ def test_a_method_registered_in_a_plugin_module_trains_from_the_cli(tmp_path):
                      cwd=tmp_path)
     assert missing.returncode != 0
     assert missing.stderr.strip().splitlines()[-1].startswith("jaxmm train: error: --plugin no_such_module")
+
+
+def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["train", "--method", "vanilla", "--dataset", "spurious_xor", "--seeds", "0,1", "--out-dir", str(tmp_path),
+            "--set", "train.epochs=40", "--set", "train.progress=False"]
+    cmd = [sys.executable, "-m", "jaxmm.cli"]
+    killed = subprocess.Popen(cmd + args + ["--name", "k"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    metrics = tmp_path / "k" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.02)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert len(metrics.read_text().splitlines()) < 40  # it was killed mid-run
+    resumed = subprocess.run(cmd + args + ["--name", "k", "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "taking over the lock" in resumed.stderr  # the killed process left its lock behind
+    whole = subprocess.run(cmd + args + ["--name", "w"], capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    read = lambda name: json.loads((tmp_path / name / "results.json").read_text())["runs"]
+    assert [r["test"] for r in read("k")] == [r["test"] for r in read("w")]
+    assert len(metrics.read_text().splitlines()) == 40
