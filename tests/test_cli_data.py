@@ -1,4 +1,5 @@
 """Tests for the data side of the ``jaxmm`` command: datasets, train --data-dir, prepare."""
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -67,8 +68,10 @@ def test_prepare_builds_the_default_cache_once_and_train_uses_it(crema, tmp_path
     main(["prepare", "crema_d", "--data-dir", str(crema), "--cache-dir", str(tmp_path / "cache"), *SMALL])
     assert f"cache: {path} (already built)" in capsys.readouterr().out
     shutil.copytree(crema, crema.parent / "pristine")
-    for wav in (crema / "AudioWAV").iterdir():
-        wav.write_bytes(b"garbage")  # only the cache can serve the next load
+    for wav in (crema / "AudioWAV").iterdir():  # only the cache can serve the next load (same sizes and times)
+        st = wav.stat()
+        wav.write_bytes(b"\0" * st.st_size)
+        os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns))
     fitted = {}
 
     def fake_fit(method, splits, seeds, *args, **kwargs):  # the trainer has its own tests; check what it gets

@@ -17,8 +17,9 @@ its split's pool (each pool permuted with the seed and used round-robin).
 ``meta``: ``speaker`` (index into :data:`SPEAKERS`), ``utterance`` (FSDD index
 0-49) and ``image_index`` (row of ``load_digits``).
 
-The recordings are looked for in ``fsdd_dir``, then ``$JAXMM_FSDD_DIR``, then
-``../shared/data/fsdd/recordings`` beside the repository checkout.
+The recordings are looked for in ``fsdd_dir``, else ``$JAXMM_FSDD_DIR``, else
+``../shared/data/fsdd/recordings`` beside the repository checkout (a folder named
+explicitly that holds no recordings is an error, not a fall-back).
 """
 from __future__ import annotations
 
@@ -61,9 +62,25 @@ def candidate_dirs(fsdd_dir: str | os.PathLike | None = None) -> list[Path]:
 def find_recordings(fsdd_dir: str | os.PathLike | None = None) -> Path:
     """The first candidate folder holding FSDD wavs (a folder or its ``recordings/`` child).
 
+    A folder named explicitly (``fsdd_dir``, else ``$JAXMM_FSDD_DIR``) is the only place looked at:
+    a wrong one is an error, never a silent fall-back to the shared copy.
+
     Raises:
-      FileNotFoundError: listing every place looked at and how to point elsewhere.
+      FileNotFoundError: one line naming the places looked at and how to point elsewhere; for a
+        ``$JAXMM_FSDD_DIR`` that does not exist or holds no recordings, naming the variable.
     """
+    env = os.environ.get(ENV_VAR)
+    if fsdd_dir is None and env:
+        folder = Path(env)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{ENV_VAR}={env} does not exist (or is not a folder); point it at the "
+                                    "'recordings' folder of a Free Spoken Digit Dataset copy, or unset it")
+        for candidate in (folder, folder / "recordings"):
+            if candidate.is_dir() and any(_FILE.match(p.name) for p in candidate.glob("*.wav")):
+                return candidate
+        raise FileNotFoundError(f"{ENV_VAR}={env} holds no FSDD recordings (<digit>_<speaker>_<index>.wav, e.g. "
+                                "7_theo_12.wav), nor does its recordings/ folder; point it at the 'recordings' "
+                                "folder of a Free Spoken Digit Dataset copy, or unset it")
     looked = []
     for folder in candidate_dirs(fsdd_dir):
         for candidate in (folder, folder / "recordings"):
@@ -73,10 +90,11 @@ def find_recordings(fsdd_dir: str | os.PathLike | None = None) -> Path:
         if fsdd_dir is not None and folder == Path(fsdd_dir):
             break
     raise FileNotFoundError(
-        "FSDD recordings (<digit>_<speaker>_<index>.wav, e.g. 7_theo_12.wav) not found. Looked in:\n  "
-        + "\n  ".join(map(str, looked))
-        + f"\nPass fsdd_dir=<folder>, or set {ENV_VAR}, to the 'recordings' folder of a Free Spoken Digit "
-          "Dataset copy (the project keeps one in ../shared/data/fsdd/recordings beside the checkout).")
+        "FSDD recordings (<digit>_<speaker>_<index>.wav, e.g. 7_theo_12.wav) not found in "
+        + ", ".join(map(str, looked))
+        + f"; pass fsdd_dir=<folder> (jaxmm: --data-dir), or set {ENV_VAR}, to the 'recordings' folder of a "
+          "Free Spoken Digit Dataset copy (the project keeps one in ../shared/data/fsdd/recordings beside the "
+          "checkout)")
 
 
 def audio_features(samples: np.ndarray, rate: int) -> np.ndarray:

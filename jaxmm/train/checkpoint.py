@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import warnings
 import zlib
 
@@ -104,6 +105,49 @@ def _quiet_orbax():
         logger.setLevel(level)
 
 
+_failed_folders: set[str] = set()
+
+
+class _LeftoverFilter(logging.Filter):
+    """Drops asyncio's "exception was never retrieved" records about a checkpoint folder that failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None and isinstance(record.args, dict):
+            exc = record.args.get("exception")
+        context = getattr(record, "msg", "")
+        text = f"{context} {exc}" if exc is not None else str(context)
+        return not ("never retrieved" in text and any(folder in text for folder in _failed_folders))
+
+
+def _drop_orbax_leftovers(folder: str) -> None:
+    """After an orbax failure in ``folder``, drops the tracebacks its orphaned operations print later.
+
+    When one read or write fails, orbax closes its event loop while other tensorstore operations are
+    in flight; their completion callbacks then report ``RuntimeError: Event loop is closed`` (and
+    abandoned coroutines a ``GeneratorExit``) through ``sys.unraisablehook``, unretrieved futures
+    are logged by asyncio and never-awaited coroutines warned about at garbage collection: tracebacks
+    on stderr at some later moment. The error
+    itself has been raised as one line here; everything else goes on as before.
+    """
+    if not _failed_folders:
+        previous = sys.unraisablehook
+
+        def hook(unraisable):
+            exc = unraisable.exc_value
+            if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+                return
+            code = getattr(unraisable.object, "cr_code", None)
+            if isinstance(exc, GeneratorExit) and code is not None and "orbax" in code.co_filename:
+                return
+            previous(unraisable)
+
+        sys.unraisablehook = hook
+        logging.getLogger("asyncio").addFilter(_LeftoverFilter())
+        warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
+    _failed_folders.add(folder)
+
+
 def check_folder(path: str) -> None:
     """Refuses a checkpoint folder that is a file, or lies under one.
 
@@ -164,6 +208,7 @@ class Checkpointer:
                 saved = self.manager.save(epoch, args=ocp.args.StandardSave(savable))
                 self.manager.wait_until_finished()
         except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise ValueError for I/O errors
+            _drop_orbax_leftovers(self.directory)
             self._remove_partial(epoch)
             with contextlib.suppress(Exception), _quiet_orbax():
                 self.manager.reload()
@@ -209,6 +254,7 @@ class Checkpointer:
             try:
                 restored = self._restore_step(step, target)
             except Exception as e:  # noqa: BLE001 - damage shows up as any of orbax's errors
+                _drop_orbax_leftovers(self.directory)
                 errors[step] = _one_line(e, 160)
                 continue
             for bad, error in errors.items():  # readable older one: the newer ones are damaged, not misfits

@@ -92,6 +92,7 @@ def test_missing_recordings_say_where_and_how(tmp_path, monkeypatch):
         avdigits.load_avdigits(tmp_path / "nowhere")
     message = str(err.value)
     assert str(tmp_path / "nowhere") in message and avdigits.ENV_VAR in message and "fsdd_dir" in message
+    assert "\n" not in message
 
 
 def test_env_var_and_parent_folder_are_found(tmp_path, monkeypatch):
@@ -102,6 +103,22 @@ def test_env_var_and_parent_folder_are_found(tmp_path, monkeypatch):
     assert avdigits.find_recordings() == tmp_path / "recordings"
 
 
+def test_env_var_pointing_nowhere_says_so(tmp_path, monkeypatch):
+    write_fake_fsdd(tmp_path / "recordings", per_digit=1)  # a usable copy elsewhere must not be used instead
+    monkeypatch.setattr(avdigits, "candidate_dirs", lambda fsdd_dir=None: [tmp_path / "recordings"])
+    monkeypatch.setenv(avdigits.ENV_VAR, str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match=rf"^{avdigits.ENV_VAR}={tmp_path / 'nowhere'} does not exist \(or "
+                                                r"is not a folder\); point it at the 'recordings' folder of a Free "
+                                                r"Spoken Digit Dataset copy, or unset it$"):
+        avdigits.load_avdigits()
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv(avdigits.ENV_VAR, str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match=rf"^{avdigits.ENV_VAR}={tmp_path / 'empty'} holds no FSDD "
+                                                r"recordings .*, or unset it$"):
+        avdigits.find_recordings()
+    assert avdigits.find_recordings(tmp_path) == tmp_path / "recordings"  # an explicit folder wins
+
+
 def test_cache_dir_reuses_built_arrays(tmp_path):
     root = write_fake_fsdd(tmp_path / "fsdd", per_digit=1)
     first = avdigits.load_avdigits(root, cache_dir=tmp_path / "cache")
@@ -109,6 +126,10 @@ def test_cache_dir_reuses_built_arrays(tmp_path):
     second = avdigits.load_avdigits(root, cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(first.test.inputs["audio"], second.test.inputs["audio"])
     assert second.test.dropped == first.test.dropped
+    (root / "0_george_0.wav").unlink()  # a changed recordings folder is a new cache key
+    with pytest.warns(UserWarning, match="changed since it was built"):
+        third = avdigits.load_avdigits(root, cache_dir=tmp_path / "cache")
+    assert len(third.train) == len(first.train) - 1
 
 
 def real_recordings():

@@ -1,5 +1,6 @@
 """Tests for jaxmm.data.cache."""
-import logging
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,16 +54,61 @@ def test_no_cache_dir_always_builds_and_passes_progress(tmp_path):
     assert build.calls == 2 and build.progress_flags == [True, False]
 
 
-def test_corrupt_cache_file_is_rebuilt(tmp_path, caplog):
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped"])
+def test_damaged_cache_file_is_rebuilt_with_a_warning(tmp_path, damage):
     build = Builder()
-    cache.cached(build, {"n": 2, "scale": 1.0}, tmp_path, name="c")
+    cache.cached(build, {"n": 200, "scale": 1.0}, tmp_path, name="c")
     (npz,) = tmp_path.glob("c-*.npz")
-    npz.write_bytes(b"broken")
-    with caplog.at_level(logging.WARNING, logger="jaxmm.data"):
-        out = cache.cached(build, {"n": 2, "scale": 1.0}, tmp_path, name="c")
-    assert build.calls == 2 and "rebuilding" in caplog.text
-    np.testing.assert_array_equal(out["x"], [0, 1])
+    data = npz.read_bytes()
+    if damage == "garbage":
+        npz.write_bytes(b"broken")
+    elif damage == "truncated":  # a zip without its directory: BadZipFile, which escaped before
+        npz.write_bytes(data[: len(data) // 2])
+    else:
+        npz.write_bytes(data[:100] + bytes(b ^ 0xFF for b in data[100:120]) + data[120:])
+    with pytest.warns(UserWarning, match=rf"^cache file {npz} is unreadable \(.*\); rebuilding it$"):
+        out = cache.cached(build, {"n": 200, "scale": 1.0}, tmp_path, name="c")
+    assert build.calls == 2
+    np.testing.assert_array_equal(out["x"], np.arange(200))
     assert not list(tmp_path.glob("*.tmp"))
+    cache.cached(build, {"n": 200, "scale": 1.0}, tmp_path, name="c")
+    assert build.calls == 2  # the rebuilt file is read
+
+
+def test_sources_are_part_of_the_key(tmp_path):
+    src, store = tmp_path / "src", tmp_path / "store"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "a.txt").write_text("abc")
+    build = Builder()
+    run = lambda: cache.cached(build, {"n": 2, "scale": 1.0}, store, name="s", sources=[src])
+    run()
+    run()
+    assert build.calls == 1
+    (old,) = store.glob("s-*.npz")
+    assert json.loads(old.with_suffix(".json").read_text())["sources"]["files"] == 1
+    (src / "sub" / "a.txt").write_text("abcd")  # size changes
+    with pytest.warns(UserWarning, match=rf"the source files of cache file {old} changed since it was built"):
+        run()
+    assert build.calls == 2 and not old.exists() and len(list(store.glob("s-*"))) == 2  # one .npz, its .json
+    (new,) = store.glob("s-*.npz")
+    st = (src / "sub" / "a.txt").stat()
+    os.utime(src / "sub" / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # only the time changes
+    with pytest.warns(UserWarning, match="changed since it was built"):
+        run()
+    (src / "b.txt").write_text("")  # a new file
+    with pytest.warns(UserWarning, match="changed since it was built"):
+        run()
+    assert build.calls == 4 and not new.exists()
+
+
+def test_source_fingerprint():
+    fp = cache.source_fingerprint
+    here = Path(__file__).parent
+    a = fp([here])
+    assert a == fp([str(here)]) and a["files"] > 3 and a["bytes"] > 0
+    assert fp([here / "nothing"])["files"] == 0
+    assert fp([here / "test_cache.py"])["files"] == 1
+    assert fp([here], exclude=[here])["files"] == 0
 
 
 def test_config_hash_is_stable_and_typed():

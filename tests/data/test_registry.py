@@ -1,5 +1,7 @@
 """Tests for the dataset registry: every dataset loads from a tiny fixture, through the cache, with clear errors."""
+import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -103,9 +105,11 @@ def test_loads_like_the_reader_and_reloads_from_the_cache(name, tmp_path):
     first = registry.load_dataset(name, SEED, data_dir=str(root), cache_dir=str(cache_dir), **options)
     assert_splits_equal(first, expected)
     assert len(list(cache_dir.glob("*.npz"))) == 1
-    for path in root.rglob("*"):  # the second load must come from the cache alone
+    for path in root.rglob("*"):  # the second load must come from the cache alone (same sizes and times)
         if path.is_file():
-            path.write_bytes(b"garbage")
+            st = path.stat()
+            path.write_bytes(b"\0" * st.st_size)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert_splits_equal(registry.load_dataset(name, SEED, data_dir=str(root), cache_dir=str(cache_dir), **options),
                         expected)
 
@@ -168,3 +172,28 @@ def test_prepare_builds_then_hits_the_cache(tmp_path):
                                     num_val=4)[1] == [(files[0][0], True)]
     with pytest.raises(ValueError, match="nothing to prepare"):
         registry.prepare_dataset("pid_xor", cache_dir=tmp_path / "c")
+
+
+def test_changed_source_files_are_rebuilt(tmp_path):
+    root, cache_dir = tmp_path / "data", tmp_path / "cache"
+    root.mkdir()
+    test_mfeat.write_views(root)
+    load = lambda: registry.load_dataset("mfeat", 0, data_dir=root, cache_dir=cache_dir, views=("mor", "kar"))
+    first = load()
+    (cached,) = cache_dir.glob("*.npz")
+    test_mfeat.write_views(root, seed=1)  # same layout, new values: new sizes and times
+    with pytest.warns(UserWarning, match=rf"the source files of cache file {cached} changed since it was built "
+                                         rf"\(sizes or times of files under {root}\); rebuilding it"):
+        second = load()
+    assert not np.array_equal(first.train.inputs["mor"], second.train.inputs["mor"])
+    assert len(list(cache_dir.glob("*.npz"))) == 1 and not cached.exists()  # the stale file is gone
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(load().train.inputs["mor"], second.train.inputs["mor"])
+
+
+def test_cache_inside_the_data_folder_is_not_a_source(tmp_path):
+    test_mfeat.write_views(tmp_path)
+    load = lambda: registry.prepare_dataset("mfeat", data_dir=tmp_path, cache_dir=tmp_path / "cache",
+                                            views=("mor",))[1]
+    assert not load()[0][1] and load()[0][1]  # built, then found
