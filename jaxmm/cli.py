@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 
 EXPERIMENTS = {
     "spurious-xor": "experiments.spurious_xor",
@@ -325,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     """Entry point of the ``jaxmm`` console script."""
     args = build_parser().parse_args(argv)
+    if not args.debug:  # one line per warning, as for errors
+        warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"
     try:
         {"methods": _cmd_methods, "datasets": _cmd_datasets, "train": _cmd_train, "prepare": _cmd_prepare,
          "experiment": _cmd_experiment}[args.command](args)

@@ -27,6 +27,8 @@ def runs(tmp_path):
     busy.mkdir()
     (busy / ".lock").write_text(f"{os.getpid()} {socket.gethostname()}")  # this test process: alive
     (tmp_path / "afile").write_text("")
+    (tmp_path / "runs" / "ckfile").mkdir()
+    (tmp_path / "runs" / "ckfile" / "checkpoints").write_text("")  # a file where the checkpoints folder goes
     return tmp_path
 
 
@@ -48,6 +50,7 @@ CASES = [
     (["--out-dir", "runs", "--name", "old", "--resume", "--overwrite"], "pass one of them"),
     (["--config", "missing.yaml"], "--config missing.yaml: no such file"),
     (["--sweep", "hparams.lam"], "is not of the form key.path=v1,v2"),
+    (["--out-dir", "runs", "--name", "ckfile"], "checkpoints is a file, not a folder"),
     (["--set", "optimizer.lr=1e6", "--set", "train.epochs=3"], "training loss diverged at epoch 0: run 0 (seed 0) "
                                                                 "rose to"),
 ]
@@ -60,6 +63,14 @@ def test_bad_input_is_one_line(runs, extra, message):
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("jaxmm train: error: ") and message in last, last
+
+
+def test_fsdd_folder_that_does_not_exist_is_named(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXMM_FSDD_DIR": str(tmp_path / "nowhere")}
+    done = subprocess.run([sys.executable, "-m", "jaxmm.cli", "train", "--method", "vanilla", "--dataset", "avdigits"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"JAXMM_FSDD_DIR={tmp_path / 'nowhere'} does not exist" in done.stderr.strip().splitlines()[-1]
 
 
 def test_new_run_without_method_names_the_flag(tmp_path):

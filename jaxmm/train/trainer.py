@@ -125,8 +125,12 @@ class Trainer:
         """Shapes of one run's ``(prediction, {modality: unimodal logits})`` on ``example``'s inputs.
 
         Traced abstractly (nothing is compiled or computed); ``hparams`` are one run's.
+
+        Raises:
+          ValueError: the model's output lacks what the method trains.
         """
         example = jax.tree.map(jnp.asarray, example)
+        self._check_output(example)
 
         def outputs(hp):
             state = self._init_one(jnp.uint32(0), hp, example)

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _tiny import MODEL, OPT, tiny_splits, train_cfg
+from _tiny import MODEL, OPT, initial_params, tiny_splits, train_cfg
 
 from jaxmm.methods import get_method
 from jaxmm.methods.mmpareto import group_terms
@@ -92,8 +92,7 @@ def test_detached_unimodal_heads_still_train_the_encoders():
     model = dataclasses.replace(MODEL, detach_unimodal=True)
     splits = [tiny_splits()]
     sgd = dataclasses.replace(OPT, name="sgd", lr=0.1, momentum=0.0)
-    init = fit(get_method("mmpareto"), splits, [0], model, dataclasses.replace(sgd, lr=0.0),
-               train_cfg(epochs=1)).state.params
+    init = initial_params(get_method("mmpareto"), splits[0], [0], model, sgd)
     after = fit(get_method("mmpareto"), splits, [0], model, sgd, train_cfg(epochs=1, batch_size=40)).state.params
     plain = fit(get_method("vanilla", unimodal_heads=False), splits, [0], model, sgd,
                 train_cfg(epochs=1, batch_size=40)).state.params

@@ -26,3 +26,19 @@ def tiny_splits(seed=0, n=(40, 16, 16), classes=3):
 def train_cfg(**kw):
     """A small TrainConfig without progress bars."""
     return TrainConfig(**{"epochs": 3, "batch_size": 16, "progress": False, "checkpoint_every": 0, **kw})
+
+
+def initial_params(method, splits, seeds, model=MODEL, opt=OPT, batch_size=16):
+    """The parameters ``fit`` starts from for ``seeds`` (stacked over runs), without training."""
+    import jax
+
+    from jaxmm.train.batching import batches, stack_runs
+    from jaxmm.train.loop import task_of_splits
+    from jaxmm.train.trainer import Trainer, resolve_hparams
+
+    n = len(splits.train)
+    trainer = Trainer(method, {m: x.shape[1:] for m, x in splits.train.inputs.items()}, task_of_splits(splits),
+                      model, opt)
+    example = next(batches(stack_runs([splits.train]), np.arange(n)[None], batch_size))
+    hp = resolve_hparams(method, opt, [{}] * len(seeds))
+    return trainer.init(seeds, hp, jax.tree.map(lambda x: x[0], example)).params
