@@ -20,7 +20,6 @@ import dataclasses
 import shutil
 import warnings
 
-import jax
 import numpy as np
 
 from experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
