@@ -228,7 +228,7 @@ def apply_overrides(config, overrides: Sequence[str]):
             raise ValueError(f"--set {item!r} is not of the form key.path=value, e.g. optimizer.lr=3e-4")
         path, text = item.split("=", 1)
         _set_path(data, type(config), path.strip(), parse_value(text), f"--set {item}")
-    new = from_dict(type(config), data, "--set " + " ".join(overrides))
+    new = from_dict(type(config), data, "--set")
     for f in dataclasses.fields(config):
         setattr(config, f.name, getattr(new, f.name))
     return config
