@@ -177,9 +177,11 @@ def _cmd_train(args) -> None:
     record = {**to_dict(cfg), "provenance": provenance}
     rows = []
     grid = programs(cfg, cfg.sweep)
-    if len(grid) > 1:  # one folder per program below the sweep's own, which records the whole sweep
+    sweep_root = any(p.tag for p in grid)  # a folder per program below the sweep's own
+    if sweep_root:
         claim(root, resume=args.resume, overwrite=args.overwrite)
-        RunDir(root).write_json("config.json", record)
+        if not args.resume:
+            RunDir(root).write_json("config.json", record)
     for program in grid:
         program_cfg = apply_overrides(dataclasses.replace(cfg), list(program.overrides))
         program_method = get_method(program_cfg.method, **program_cfg.method_options) if program.overrides else method
@@ -192,6 +194,8 @@ def _cmd_train(args) -> None:
         for point in dict.fromkeys(point_label(p) for p in program.points):
             runs = [t for t, p in zip(result.test, program.points) if point_label(p) == point]
             rows.append((program.tag or "-", point, runs))
+    if sweep_root and args.resume:  # the whole sweep's record, once every program resumed
+        RunDir(root).write_json("config.json", record)
     _report(cfg, rows, root)
 
 
@@ -217,7 +221,7 @@ def _report(cfg, rows, root: str) -> None:
     """Prints (and writes ``sweep.md`` for a sweep) mean ± std of the test metrics per grid point."""
     from jaxmm.train.loop import summarize
 
-    if len(rows) == 1:
+    if len(rows) == 1 and rows[0][0] == "-":
         summary = summarize(rows[0][2])
         print(f"\n{cfg.method} on {cfg.dataset}, seeds {list(cfg.seeds)} — test metrics (mean ± std):")
         for key in [k for k in summary if not k.startswith("f1/")]:

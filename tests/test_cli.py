@@ -99,3 +99,21 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path):
     read = lambda name: json.loads((tmp_path / name / "results.json").read_text())["runs"]
     assert [r["test"] for r in read("k")] == [r["test"] for r in read("w")]
     assert len(metrics.read_text().splitlines()) == 40
+
+
+def test_sweep_trains_the_grid_with_a_folder_per_static_value_and_resumes(tmp_path, capsys):
+    args = ["train", "--method", "vanilla", "--dataset", "spurious_xor", "--seeds", "0,1", "--out-dir", str(tmp_path),
+            "--name", "s", "--set", "train.progress=False", "--sweep", "method_options.unimodal_heads=True,False",
+            "--sweep", "hparams.lam_uni=1,10"]
+    main(args + ["--set", "train.epochs=1"])
+    table = (tmp_path / "s" / "sweep.md").read_text()
+    assert table.count("| method_options.unimodal_heads=") == 4 and "| hparams.lam_uni=10 |" in table
+    runs = json.loads((tmp_path / "s" / "method_options.unimodal_heads=True" / "results.json").read_text())["runs"]
+    assert [(r["seed"], r["hparams"]["lam_uni"]) for r in runs] == [(0, 1.0), (1, 1.0), (0, 10.0), (1, 10.0)]
+    program = json.loads((tmp_path / "s" / "method_options.unimodal_heads=False" / "config.json").read_text())
+    assert program["method_options"]["unimodal_heads"] is False and program["sweep"]["hparams.lam_uni"] == [1, 10]
+    main(args + ["--set", "train.epochs=2", "--resume"])
+    metrics = (tmp_path / "s" / "method_options.unimodal_heads=True" / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 2
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["train"]["epochs"] == 2
+    assert "outputs:" in capsys.readouterr().out
