@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmm import _checks
+
 
 
 def _concrete(value: Any) -> bool:
@@ -75,10 +77,7 @@ def check_modalities(method: str, modalities: Sequence[str], *, minimum: int = 2
 
 def check_window(method: str, window: tuple[int, int] | None) -> None:
     """Check an inclusive ``(first_epoch, last_epoch)`` modulation window (``None``: always on)."""
-    if window is None:
-        return
-    check(len(window) == 2 and window[0] <= window[1] and window[0] >= 0, method,
-          f"`window` must be (first_epoch, last_epoch) with 0 <= first <= last, got {window!r}.")
+    _checks.check_window("window", window, owner=method)
 
 
 def required(extra_args: Mapping[str, Any], name: str, method: str, what: str) -> Any:
