@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _SUBPACKAGES = ("counterfactual", "data", "losses", "methods", "metrics", "models", "monitors",
-                "train", "transforms")
+                "tasks", "train", "transforms")
 
 __all__ = ["__version__", *_SUBPACKAGES]
 
 if TYPE_CHECKING:  # static analysers see the subpackages; nothing is imported at run time
     from jaxmm import (counterfactual, data, losses, methods, metrics, models, monitors,  # noqa: F401
-                       train, transforms)
+                       tasks, train, transforms)
 
 
 def __getattr__(name: str) -> Any:

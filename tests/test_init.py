@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-SUBPACKAGES = ("counterfactual", "data", "losses", "methods", "metrics", "models", "monitors", "train",
+SUBPACKAGES = ("counterfactual", "data", "losses", "methods", "metrics", "models", "monitors", "tasks", "train",
                "transforms")
 
 
