@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from benchmarks.torch_spurious_xor import train_one
-from experiments.spurious_xor import ALPHAS, METHODS, run
+from jaxmm.experiments.spurious_xor import ALPHAS, METHODS, run
 
 TORCH_OPTIONS = {"vanilla": dict(mask=None, lr=1e-2, wd=1e-3), "synib-oracle": dict(mask="oracle"),
                  "synib-random": dict(mask="random"), "synib-learned": dict(mask="learned")}

@@ -6,17 +6,16 @@ import dataclasses
 import importlib
 import json
 import os
-import sys
 import tempfile
 import warnings
 
 EXPERIMENTS = {
-    "spurious-xor": "experiments.spurious_xor",
-    "pid-xor": "experiments.pid_xor",
-    "pid-xor-masking-control": "experiments.pid_xor_masking_control",
-    "imbalance": "experiments.imbalance",
-    "ogm-ge-diagnosis": "experiments.ogm_ge_diagnosis",
-    "interactions": "experiments.interactions",
+    "spurious-xor": "jaxmm.experiments.spurious_xor",
+    "pid-xor": "jaxmm.experiments.pid_xor",
+    "pid-xor-masking-control": "jaxmm.experiments.pid_xor_masking_control",
+    "imbalance": "jaxmm.experiments.imbalance",
+    "ogm-ge-diagnosis": "jaxmm.experiments.ogm_ge_diagnosis",
+    "interactions": "jaxmm.experiments.interactions",
 }
 
 
@@ -267,9 +266,6 @@ def _cmd_prepare(args) -> None:
 def _cmd_experiment(args) -> None:
     if args.name not in EXPERIMENTS:
         raise SystemExit(f"unknown experiment {args.name!r}; available: {', '.join(EXPERIMENTS)}")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if root not in sys.path:
-        sys.path.insert(0, root)
     module = importlib.import_module(EXPERIMENTS[args.name])
     module.main(args.rest)
 

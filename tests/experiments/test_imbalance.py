@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
 
-from experiments import imbalance as E
+from jaxmm.experiments import imbalance as E
 from jaxmm.methods import get_method
 from jaxmm.metrics.probe import probe_accuracy
 from jaxmm.train.batching import stack_runs

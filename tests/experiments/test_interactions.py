@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import interactions
+from jaxmm.experiments import interactions
 from jaxmm.data.types import ArrayDataset
 from jaxmm.data.synthetic import pid_xor
 from jaxmm.metrics import pid

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import imbalance
-from experiments import ogm_ge_diagnosis as E
+from jaxmm.experiments import imbalance
+from jaxmm.experiments import ogm_ge_diagnosis as E
 from jaxmm.methods import Terms, get_method
 from jaxmm.transforms.ogm_ge import ogm_ge_coefficients
 

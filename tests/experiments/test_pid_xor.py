@@ -1,6 +1,6 @@
 import json
 
-from experiments import _pid, pid_xor, pid_xor_masking_control
+from jaxmm.experiments import _pid, pid_xor, pid_xor_masking_control
 
 
 def test_target_points_lie_on_the_fig7_plane():

@@ -1,4 +1,4 @@
-from experiments import spurious_xor
+from jaxmm.experiments import spurious_xor
 
 
 def test_one_tiny_sweep_writes_table_and_figure(tmp_path, capsys):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from experiments import spurious_xor
+from jaxmm.experiments import spurious_xor
 
 
 @pytest.mark.slow

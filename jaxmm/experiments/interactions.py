@@ -38,8 +38,8 @@ import traceback
 import jax
 import numpy as np
 
-from experiments import _pid
-from experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
+from jaxmm.experiments import _pid
+from jaxmm.experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
 from jaxmm.data.registry import load_dataset
 from jaxmm.data.synthetic import pid_xor
 from jaxmm.methods import available, get_method

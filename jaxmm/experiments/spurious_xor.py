@@ -11,7 +11,7 @@ import argparse
 
 import numpy as np
 
-from experiments._common import (Timer, mean_std_table, output_dir, parse_names, pyplot, save_figure,
+from jaxmm.experiments._common import (Timer, mean_std_table, output_dir, parse_names, pyplot, save_figure,
                                  write_summary)
 from jaxmm.data.synthetic import spurious_xor
 from jaxmm.methods import get_method

@@ -35,8 +35,8 @@ import shutil
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
-from experiments.imbalance import OPTIMIZER, PROTOCOLS, load_avdigits, train_runs
+from jaxmm.experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
+from jaxmm.experiments.imbalance import OPTIMIZER, PROTOCOLS, load_avdigits, train_runs
 from jaxmm.data.synthetic import imbalance
 from jaxmm.methods import Method, get_method
 

@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser, methods) -> None:
 
 def parse(prog: str, doc: str, methods, argv):
     """Parses a PID experiment's command line: (args, method names, compositions, seeds)."""
-    from experiments._common import parse_names
+    from jaxmm.experiments._common import parse_names
 
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p, methods)
@@ -83,7 +83,7 @@ def by_syn_level(points, table: dict, m: str) -> dict[float, list]:
 
 def level_tables(methods, points, tables: dict[str, dict]) -> dict[str, str]:
     """Markdown ``mean ± std`` tables with one column per ``p_syn`` level, for each ``{title: table}``."""
-    from experiments._common import mean_std_table
+    from jaxmm.experiments._common import mean_std_table
 
     out = {}
     for title, table in tables.items():

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments import _pid
-from experiments._common import Timer, finish, output_dir, pyplot, save_figure
+from jaxmm.experiments import _pid
+from jaxmm.experiments._common import Timer, finish, output_dir, pyplot, save_figure
 
 METHODS = ("vanilla", "synib-oracle", "synib-random", "synib-learned")
 

@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
+from jaxmm.experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
 from jaxmm.data.registry import default_cache_dir, load_dataset
 from jaxmm.data.synthetic import imbalance
 from jaxmm.methods import EpochHook, Method, available, get_method
