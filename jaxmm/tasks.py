@@ -31,7 +31,7 @@ class Task:
 
     Attributes:
       kind: ``classification`` or ``regression``.
-      loss: classification: ``auto`` (one sigmoid logit for two classes, softmax otherwise),
+      loss_name: classification: ``auto`` (one sigmoid logit for two classes, softmax otherwise),
         ``softmax`` or ``sigmoid`` (one-vs-rest binary cross-entropies, summed over classes);
         regression: ``l1`` (MultiBench / BTW) or ``mse``.
       num_classes: classes of a classification task; the target width of a regression task.

@@ -20,7 +20,7 @@ from jaxmm.counterfactual.masks import corrupt
 class LearnedMaskConfig:
     """Inner problem ``min_ℓ −CE(h(g(x, σ(ℓ/τ))), y) + λ_sp·mean σ(ℓ/τ)``.
 
-    Defaults follow the Spurious-XOR protocol (methods.md §5.2); the PID-XOR one
+    Defaults follow the Spurious-XOR protocol of the SynIB paper (App. F.1); the PID-XOR one
     is ``steps=20, lr=0.1, init_logit=-1.0, final_lr_fraction=0.1, clip=1.0,
     tol=1e-4, patience=10``.
 
@@ -32,7 +32,7 @@ class LearnedMaskConfig:
       tau: relaxation temperature.
       final_lr_fraction: cosine decay of the inner lr to this fraction (1: constant).
       clip: global-norm clip of the inner gradient (0: none).
-      tol: early stop once the mean |Δgate| stays below ``tol`` for ``patience`` steps (0: never).
+      tol: early stop once the mean ``|Δgate|`` stays below ``tol`` for ``patience`` steps (0: never).
       patience: see ``tol``.
     """
 

@@ -1,6 +1,6 @@
 """BTW (Beyond Two-modality Weighting): per-example, per-modality fusion weights.
 
-Follows ``methods.md`` §2.2, read from the official code (``tools.update_kl_weights`` for
+Read from the official code (``JuneHou/Multimodal-Infomax-moe``: ``tools.update_kl_weights`` for
 regression, ``util.assign_4probs`` for classification). For each modality ``m`` of any number:
 
 1. instance-level ``KL_{i,m}`` between the fixed unimodal prediction and the *current* multimodal
@@ -13,8 +13,8 @@ regression, ``util.assign_4probs`` for classification). For each modality ``m`` 
    refresh from a validation loss (:class:`BTWSchedule`). Start from ``w = 1`` [INF: the code's
    initial weights are not visible].
 
-The weights scale each modality's projected embedding before fusion (§2.3); they do not enter
-the loss. All functions are pure and jit-compatible (string options are static).
+The weights scale each modality's projected embedding before fusion (as in the official code);
+they do not enter the loss. All functions are pure and jit-compatible (string options are static).
 """
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ def btw_kl(unimodal: jax.Array, multimodal: jax.Array, *, task: str = "classific
         ``"regression"``: ``KL(N(ŷ^m, σ_p²) ‖ N(ŷ^mm, σ_q²))``, floored at 1e-5 as in the code.
       sigma_p: the unimodal standard deviation (code: 0.1).
       log_sigma_q: ``log σ_q``, scalar or ``[N]``. The code fits it with a small MLP on the fused
-        hidden vector at every refresh; ``None`` uses ``σ_q = 1`` (the spec's accepted
-        simplification, as the fitted value stays near 1).
+        hidden vector at every refresh; ``None`` uses ``σ_q = 1`` (a simplification: the
+        fitted value stays near 1).
       where: optional ``[N]`` boolean; excluded examples get 0.
 
     Returns:

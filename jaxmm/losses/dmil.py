@@ -1,8 +1,8 @@
 """DMIL (information-theoretic decomposition, CVPR 2026) variational losses, as pure functions.
 
-No official code exists; the objectives come from a paper note (``methods.md`` §3, [NOTE]) and
-every parametrisation is our inference [INF], exposed as a keyword option with the default named
-in its docstring:
+No official code exists; the objectives come from a third-party note reproducing the paper's
+equations [NOTE] and every parametrisation is our inference [INF], exposed as a keyword option
+with the default named in its docstring:
 
 * intra-modality decomposition (ID) of ``Z^m`` into ``M^m`` (predictive) and ``N^m`` (residual):
   :func:`id_variational_loss` = ``L_Var(M^m, N^m)``;

@@ -1,6 +1,7 @@
 """MCR (Multimodal Competition Regularizer, Kontras et al., NeurIPS 2025) loss terms.
 
-``baselines.md`` §9 and ``methods.md`` §6, from ``kkontras/MCR``:
+From the official code ``kkontras/MCR``, whose README states the loss (see the MCR page of the
+documentation):
 
 * MIPD (:func:`mipd_loss`, :func:`permutation_divergences`): permute one modality's latent
   within the batch, re-apply the fusion head, and measure the Jensen–Shannon divergence ``D_n``

@@ -1,8 +1,8 @@
 """MMCosine (Xu et al., ICASSP 2023): normalised (cosine) fusion logits.
 
-``baselines.md`` §12, official ``main_CD.py``: each modality's slice ``W_m`` of the concatenation
-head is used without bias, with features and class weight vectors L2-normalised, and the
-modality logits are summed: ``out = Σ_m s · cos(z_m, w_{m,k})``. Train with CE on ``out``.
+As the official ``main_CD.py`` (``GeWu-Lab/MMCosine_ICASSP23``): each modality's slice ``W_m`` of
+the concatenation head is used without bias, with features and class weight vectors L2-normalised,
+and the modality logits are summed: ``out = Σ_m s · cos(z_m, w_{m,k})``. Train with CE on ``out``.
 Kernels use the Flax layout ``[D_m, K]`` (one column per class).
 """
 from __future__ import annotations

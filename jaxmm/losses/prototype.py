@@ -3,12 +3,13 @@
 * Prototypes: per-class feature sums and means (:func:`class_sums`, :func:`class_means`) and the
   EMA update (:func:`ema_update`), as pure functions; prototype-distance logits
   (:func:`prototype_logits`).
-* PMR (``baselines.md`` §5, official ``main_Prototype_grad.py``): the prototypical CE of each
+* PMR (official ``main_Prototype_grad.py``): the prototypical CE of each
   modality, scaled by a coefficient read from the imbalance ratio of the prototype scores
   (:func:`pmr_coefficients`, :func:`pmr_loss`). The code's binary rule is the default; the paper's
   continuous coefficient and prototypical entropy regulariser are options whose exact form could
-  not be verified (spec tag [U]; see :func:`pmr_coefficients`).
-* IIBalance (``methods.md`` §4.2, every item [INF]): budget-gap-controlled prototype relative
+  not be verified ([U]; see :func:`pmr_coefficients`).
+* IIBalance (our reading of the abstract, every item [INF]; see the IIBalance page of the
+  documentation): budget-gap-controlled prototype relative
   alignment of the weaker modalities to the anchor's prototypes (:func:`budget_gap`,
   :func:`relative_alignment_loss`) and its linear ramp (:func:`alignment_ramp`).
 

@@ -1,11 +1,11 @@
 """ReconBoost (Hua et al., ICML 2024) loss terms, per example.
 
-``baselines.md`` §8, from ``huacong/ReconBoost``. Stages alternate between modalities: in the
-*modality phase* the learner ``φ_m`` is trained with a reconcilement loss against the ensemble of
-the other modalities' learners (:func:`reconcilement_loss`, plus the optional
-:func:`ga_loss`); then *global rectification* trains all learners and the boost rate ``η`` on the
-ensemble's CE (:func:`rectification_loss`). The ensemble is ``F = η Σ_m φ_m``
-(:func:`ensemble_logits`).
+From the official code ``huacong/ReconBoost`` (see the ReconBoost page of the documentation).
+Stages alternate between modalities: in the *modality phase* the learner ``φ_m`` is trained with a
+reconcilement loss against the ensemble of the other modalities' learners
+(:func:`reconcilement_loss`, plus the optional :func:`ga_loss`); then *global rectification*
+trains all learners and the boost rate ``η`` on the ensemble's CE (:func:`rectification_loss`).
+The ensemble is ``F = η Σ_m φ_m`` (:func:`ensemble_logits`).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AGM bound to the method interface (baselines.md §4; Li et al., ICCV 2023).
+"""AGM bound to the method interface (Li et al., ICCV 2023).
 
 Every step: the fused pass in train mode, then evaluation-mode passes with the
 inputs of absent modalities zeroed (gradients kept), for every proper subset of
@@ -12,7 +12,7 @@ state (updated at every step, in and out of the modulation window).
 each ``o_m`` scaled by ``κ_m``. ``mode="groups"`` (BalanceBenchmark's form, without
 its sign flip): plain fused CE, and the transformation multiplies modality
 ``m``'s encoder gradient by ``κ_m``. Outside the window κ = 1, plain CE
-(``outside="plain"``, the spec's reading); with ``outside="hold"`` the last κ
+(``outside="plain"``, our reading of the window); with ``outside="hold"`` the last κ
 used inside the window persists after it (1 before it opens), which is what the
 official code does: its backward hooks keep their last scale. Both
 modes apply the official clipping rule (global norm clipped to ``max_norm``

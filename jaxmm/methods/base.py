@@ -11,7 +11,8 @@ and nothing passes between a method and the trainer outside the declared records
 * ``trainable(params, ctx)`` is the one mask the trainer applies to gradients and updates;
 * the epoch hook (:class:`EpochHook`) is written for one run; the trainer vmaps it.
 
-See DESIGN.md, "the method interface".
+Register a method with :func:`jaxmm.methods.registry.register`; the Methods pages of the
+documentation describe the registered ones.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """BTW (Beyond Two-modality Weighting, EMNLP 2025 Findings): bi-level non-parametric fusion weights.
 
 Each (train example, modality) has a weight ``w_{i,m}``, refreshed by the ``epoch_end`` hook
-from the whole train split (``methods.md`` §2.2, :mod:`jaxmm.losses.btw`): the instance-level
+from the whole train split (:mod:`jaxmm.losses.btw`): the instance-level
 ``KL(p^m_i ‖ p^mm_i)`` min-max normalised per modality, times the modality-level
 ``I(ŷ^m; ŷ^mm)`` (KSG by default), smoothed across refreshes ``w ← s·w* + (1−s)·w`` with ``s``
 moved by ±``smooth_step`` from the validation loss (the code uses the test loss). Weights start

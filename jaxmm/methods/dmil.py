@@ -1,15 +1,15 @@
 """DMIL: information-theoretic decomposition for multimodal interaction learning (CVPR 2026).
 
-No official code exists; the objectives follow the paper note (``methods.md`` §3, [NOTE]) and
-every parametrisation is our inference [INF], exposed as an option (defaults in
+No official code exists; the objectives follow a third-party note reproducing the paper's equations
+[NOTE] and every parametrisation is our inference [INF], exposed as an option (defaults in
 :func:`dmil`). Per modality, the encoder feature ``Z^m`` is split by the intra-modality
 decomposition (ID) into a predictive ``M^m`` and a residual ``N^m`` (Gaussian heads, a decoder
 ``Dec([M; N]) ≈ Z``, a linear head on ``M``). With two modalities (``variant="full"``) the
 consistency decomposition (CD) maps each ``M^m`` to ``R^(m)`` (shared; ``R = ½(R^(1) + R^(2))``)
-and ``U^m`` (unique); the synergy ``S`` is an MLP on ``[N¹; N²; N¹⊙N²; |N¹−N²|]``; each
-component ``c ∈ (R, U¹, U², S)`` has a linear head, and a gating MLP mixes the four predictions
-per sample. ``variant="id_only"`` (any number of modalities, the note's "DMIL-ID") gates the
-``M^m`` heads instead. The loss terms are those of :mod:`jaxmm.losses.dmil`.
+and ``U^m`` (unique); the synergy ``S`` is an MLP on ``[N¹; N²; N¹⊙N²; |N¹−N²|]``; each component
+``c ∈ (R, U¹, U², S)`` has a linear head, and a gating MLP mixes the four predictions per sample.
+``variant="id_only"`` (any number of modalities, the note's "DMIL-ID") gates the ``M^m`` heads
+instead. The loss terms are those of :mod:`jaxmm.losses.dmil`.
 
 Training has three stages (boundaries in epochs, option ``stage_epochs``): stage 1 trains the
 encoders and ID on ``L_1``; stage 2 freezes them and trains CD, synergy, heads and gate on

@@ -1,4 +1,4 @@
-"""Diagnosing & Re-learning (baselines.md §7, Wei, Li, Feng, Hu, ECCV 2024).
+"""Diagnosing & Re-learning (Wei, Li, Feng, Hu, ECCV 2024).
 
 Training is plain CE on the fused head. After epoch ``e`` (0-based) with
 ``e > 0``, ``e % reinit_epoch == 0`` and ``e // reinit_epoch <= reinit_num``

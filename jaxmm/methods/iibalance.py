@@ -1,7 +1,7 @@
 """IIBalance (ICME 2026): intrinsic information budgets, budget-gap-controlled prototype alignment,
 probabilistic gated fusion.
 
-What follows the paper (only its abstract and a digest could be read, ``methods.md`` §4.1):
+What follows the paper (only its abstract and a digest could be read):
 
 * each modality's intrinsic information budget is estimated **offline, before multimodal
   training, from unimodal models, and then fixed**; it is a dataset-level prior;
@@ -11,7 +11,7 @@ What follows the paper (only its abstract and a digest could be read, ``methods.
 * at inference a probabilistic gate combines the budgets with per-sample uncertainty to fuse
   the unimodal predictions.
 
-What is our reading (``methods.md`` §4.2, every item [INF]):
+What is our reading (every item [INF]):
 
 * the offline estimate is a warm-up phase of ``warmup_epochs`` epochs in which only the unimodal
   CE trains (each encoder with its own head: exactly ``M`` separate unimodal models); at its

@@ -1,4 +1,4 @@
-"""InfoReg bound to the method interface (baselines.md §10; Huang et al., CVPR 2025).
+"""InfoReg bound to the method interface (Huang et al., CVPR 2025).
 
 Loss (official code): ``CE(out) + λ_uni Σ_m CE(out_m)`` with ``out_m`` the
 fused head's slices (:func:`jaxmm.methods._responses.fusion_slices`,

@@ -1,4 +1,4 @@
-"""MCR (Kontras et al., NeurIPS 2025): Multimodal Competition Regularizer (``baselines.md`` §9, ``methods.md`` §6).
+"""MCR (Kontras et al., NeurIPS 2025): Multimodal Competition Regularizer.
 
 ``L = CE(fused) + λ_uni Σ_m CE(h_m) + λ · L_MIPD + λ_con · L_Con``:
 

@@ -1,4 +1,4 @@
-"""MLA: alternating unimodal adaptation through a shared head (baselines.md §11, Zhang et al., CVPR 2024).
+"""MLA: alternating unimodal adaptation through a shared head (Zhang et al., CVPR 2024).
 
 Training alternates modalities step by step: step ``t`` trains modality
 ``modalities[t mod M]`` alone on ``CE(H(z_m), y)``, ``H`` one head shared by

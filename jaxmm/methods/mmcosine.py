@@ -1,4 +1,4 @@
-"""MMCosine (Xu et al., ICASSP 2023): normalised fusion with scaling (``baselines.md`` §12).
+"""MMCosine (Xu et al., ICASSP 2023): normalised fusion with scaling.
 
 The official concat head ``W = [W_1 | … | W_M]`` is used without bias, each modality's slice
 with L2-normalised features and class vectors: ``out = Σ_m s · cos(z_m, w_{m,k})``. A slice

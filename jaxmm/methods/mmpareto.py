@@ -1,4 +1,4 @@
-"""MMPareto bound to the method interface (baselines.md §6; Wei & Hu, ICML 2024).
+"""MMPareto bound to the method interface (Wei & Hu, ICML 2024).
 
 Terms: the fused CE ``ce`` and one unimodal-head CE ``uni_ce/<m>`` per
 modality, all with weight 1. The trainer computes their gradients from one

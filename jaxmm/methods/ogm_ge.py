@@ -1,4 +1,4 @@
-"""OGM-GE bound to the method interface (baselines.md §3; Peng et al., CVPR 2022).
+"""OGM-GE bound to the method interface (Peng et al., CVPR 2022).
 
 The loss is the fused CE alone. Every step the discrepancy scores
 ``s_m = Σ_i p(out_m,i)[y_i]`` of the per-modality logits reach the

@@ -1,4 +1,4 @@
-"""PMR (Fan et al., CVPR 2023): prototypical modal rebalance (``baselines.md`` §5).
+"""PMR (Fan et al., CVPR 2023): prototypical modal rebalance.
 
 ``L = CE(fused, y) + Σ_m coef_m · PCE_m`` inside the modulation window, with ``PCE_m`` the CE of
 the prototype logits ``−‖z^m_i − c^m_k‖`` and ``coef`` read from the ratio of the batch's

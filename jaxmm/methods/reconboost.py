@@ -1,4 +1,4 @@
-"""ReconBoost (Hua et al., ICML 2024): alternating boosting of unimodal learners (``baselines.md`` §8).
+"""ReconBoost (Hua et al., ICML 2024): alternating boosting of unimodal learners.
 
 The learners are ``φ_m`` = encoder ``m`` + its unimodal head; the ensemble is
 ``F = η Σ_m φ_m`` with a learnable boost rate ``η`` (an extra module). Training is a cycle of

@@ -1,4 +1,4 @@
-"""RedReg: adaptive redundancy regulation of the dominant encoder (methods.md §1, arXiv 2511.13755).
+"""RedReg: adaptive redundancy regulation of the dominant encoder (Yang et al., arXiv 2511.13755).
 
 Loss ``CE(fused) + λ_uni Σ_m CE(h_m)`` (λ_uni = 1: the code back-propagates all
 three). Every step, ``terms`` also observes, per modality, the confidence
@@ -17,7 +17,7 @@ Paper vs official code (xia-zhe/RedReg ``main_RedReg.py``); paper defaults:
 
 * ``gamma`` 0.5 (paper's best; code 0.6);
 * ``gate_inclusive=True``: ``sim ≥ τ`` (paper; code ``sim > τ``);
-* ``modal_drop=False`` (code: True, annealed modality dropout, §1.5);
+* ``modal_drop=False`` (code: True, annealed modality dropout, :func:`drop_modalities`);
 * ``clip_views=()`` (code: the visual views are clamped to [0, 1]).
 
 Through the model API the redundancy score reads the encoder *output* (the
@@ -46,7 +46,7 @@ def drop_probability(epoch, num_epochs):
 
 
 def drop_modalities(key, inputs, modalities, p):
-    """Zeroes one whole modality of the batch with probability ``p`` (each equally likely; code §1.5).
+    """Zeroes one whole modality of the batch with probability ``p`` (each equally likely, as in the code).
 
     With ``u ~ U(0, 1)``, modality ``i`` (in ``modalities`` order) is zeroed when
     ``i·p/M ≤ u < (i+1)·p/M``: for two modalities, the first if ``u < p/2``, the

@@ -1,4 +1,6 @@
-"""SynIB: penalise confident fused predictions under modality-wise corruption (methods.md §5.1).
+"""SynIB: penalise confident fused predictions under modality-wise corruption (Kontras et al.).
+
+See the SynIB page of the documentation for the objective, the masks and the options.
 
 ``L = CE(f(x_1, x_2), y) + λ_uni Σ_m CE(h_m, y) + λ Σ_m w_m KL(f(x̃_m, x_¬m) ‖ r)``
 with counterfactual passes vmapped over the corrupted modality.

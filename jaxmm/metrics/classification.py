@@ -1,10 +1,10 @@
 """Classification metrics on host arrays (numpy): accuracy, F1, synergy, per-source accuracy, probes.
 
-The synergy indicator (DMIL, methods.md §3.4) is the fraction of examples the fused prediction gets
-right while every unimodal prediction is wrong. :func:`classification_report` reads the unimodal
-predictions from the method's unimodal heads; a method without heads gets ``synergy = NaN`` there,
-and :func:`probe_report` gives every method the same indicator against linear probes trained on
-its frozen encoder features instead.
+The synergy indicator (from the DMIL paper, CVPR 2026) is the fraction of examples the fused
+prediction gets right while every unimodal prediction is wrong. :func:`classification_report` reads
+the unimodal predictions from the method's unimodal heads; a method without heads gets
+``synergy = NaN`` there, and :func:`probe_report` gives every method the same indicator against
+linear probes trained on its frozen encoder features instead.
 
 The averaged-softmax ensemble has synergy 0 by construction on binary tasks: when both heads give
 the true class probability below ½ so does their mean. With three or more classes soft voting can

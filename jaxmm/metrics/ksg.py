@@ -1,12 +1,12 @@
 """Mutual information estimated from samples: KSG (k-NN, algorithm 1) and plug-in (discrete).
 
-BTW's modality-level weight (``methods.md`` §2.2 step 3) is ``I(ŷ^m; ŷ^mm)`` over a whole split,
-estimated in the official code with sklearn's ``mutual_info_regression`` (k = 3). This module is
-the JAX counterpart: the Kraskov–Stögbauer–Grassberger estimator, algorithm 1, with sklearn's
-conventions (max-norm in the joint space, neighbour counts strictly inside the k-th-neighbour
-radius, per-variable scaling to unit variance, a tiny jitter to break ties, result clipped at 0).
-Both estimators return nats and are jit-compatible (options are static); the KSG estimator is
-jitted itself, since executing its blocked loop eagerly is slow.
+BTW's modality-level weight (the BTW page of the documentation) is ``I(ŷ^m; ŷ^mm)`` over a whole
+split, estimated in the official code with sklearn's ``mutual_info_regression`` (k = 3). This
+module is the JAX counterpart: the Kraskov–Stögbauer–Grassberger estimator, algorithm 1, with
+sklearn's conventions (max-norm in the joint space, neighbour counts strictly inside the
+k-th-neighbour radius, per-variable scaling to unit variance, a tiny jitter to break ties, result
+clipped at 0). Both estimators return nats and are jit-compatible (options are static); the KSG
+estimator is jitted itself, since executing its blocked loop eagerly is slow.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 :func:`regression_report` gives the error metrics (MAE, MSE, Pearson r) and the sentiment
 metrics of the MulT / MMIM evaluation scripts (``eval_mosei_senti`` in
 yaohungt/Multimodal-Transformer ``src/eval_metrics.py`` and declare-lab/Multimodal-Infomax
-``src/utils/eval_metrics.py``; BTW's code derives from MMIM, methods.md §2.6), for
+``src/utils/eval_metrics.py``; BTW's code derives from MMIM), for
 sentiment targets in ``[-3, 3]``:
 
 - **Acc-2, two conventions.** ``acc2_nonneg``: negative (``< 0``) vs non-negative (``>= 0``)

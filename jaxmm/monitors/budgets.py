@@ -1,7 +1,6 @@
 """IIBalance: offline intrinsic-information budgets and the probabilistic fusion gate.
 
-What follows the paper (arXiv 2603.17347; only the abstract and a digest could be read,
-``methods.md`` §4.1):
+What follows the paper (arXiv 2603.17347; only the abstract and a digest could be read):
 
 * each modality has an *intrinsic information budget*, estimated offline from the task and fixed,
   which acts as a global, dataset-level prior over modality contributions;
@@ -9,7 +8,7 @@ What follows the paper (arXiv 2603.17347; only the abstract and a digest could b
 * at inference a probabilistic gate fuses the unimodal predictions with weights that combine the
   global budgets with per-sample uncertainty.
 
-What is our reading (``methods.md`` §4.2, every item [INF]):
+What is our reading (every item [INF]):
 
 * the estimator: ``Î_m = max(0, H(Y) − CE_m)`` in nats, a variational lower bound on
   ``I(X_m; Y)`` from a unimodal model's held-out predictions (:func:`information_budgets`), or
@@ -61,7 +60,7 @@ def information_budgets(unimodal_logits: Sequence[jax.Array], labels: jax.Array)
 
 
 def accuracy_budgets(unimodal_logits: Sequence[jax.Array], labels: jax.Array) -> jax.Array:
-    """Budgets proportional to the unimodal accuracies [INF: the spec's alternative].
+    """Budgets proportional to the unimodal accuracies [INF: the alternative estimator].
 
     Args:
       unimodal_logits: one ``[N, K]`` (or ``[N, 1]`` binary) array per modality.

@@ -3,12 +3,12 @@
 Per modality ``m`` and epoch ``j``, the Fisher-trace proxy is
 ``T_j = Σ_steps Σ_W mean(g_W ⊙ g_W)`` over the encoder's weight tensors ``W``
 (conv and linear kernels), with ``g`` the gradient actually used for the step.
-At the start of epoch ``e`` (history pre-padded with ``window`` zeros):
+At the start of epoch ``e`` (history pre-padded with ``window`` zeros)::
 
-``k_e = (mean(T[-window:]) − mean(T[-window-1:-1])) / mean(T[-window:])
-      = (T_{e−1} − T_{e−window−1}) / Σ_{j=e−window}^{e−1} T_j``,
+    k_e = (mean(T[-window:]) − mean(T[-window-1:-1])) / mean(T[-window:])
+        = (T_{e−1} − T_{e−window−1}) / Σ_{j=e−window}^{e−1} T_j,
 
-``k_0 = 1``; InfoReg regulates while ``k_e > 0.05`` (re-evaluated every epoch).
+and ``k_0 = 1``; InfoReg regulates while ``k_e > 0.05`` (re-evaluated every epoch).
 
 Usage per step: :func:`observe_epoch` (closes the previous epoch when the
 epoch number changes and refreshes ``rate``), then :func:`accumulate` with the

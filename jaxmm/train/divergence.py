@@ -1,7 +1,7 @@
 """Divergence of the training loss, per run: a small pure state machine and a stateful wrapper.
 
 A run *diverges* at an epoch when its mean training loss is NaN/inf, or when it rose far above the
-best it reached before:
+best it reached before::
 
     loss - best > (factor - 1) * max(|best|, |first|)
 

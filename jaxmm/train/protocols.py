@@ -1,7 +1,8 @@
 """Named training protocols: the model, optimiser and loop of a published setup.
 
-The GeWu-Lab audio-visual protocol (baselines spec §1): two ResNet-18s trained
-from scratch (audio spectrogram, visual frames), concatenation fusion with one
+The GeWu-Lab audio-visual protocol (the setup shared by the official OGM-GE, PMR, AGM and
+InfoReg codes): two ResNet-18s trained from scratch (audio spectrogram, visual frames),
+concatenation fusion with one
 Linear head and Linear unimodal heads (official ``weight_init``: Xavier-normal
 Linear, Kaiming convs, BatchNorm 1/0), SGD with momentum 0.9 and weight decay
 1e-4, batch 64, and the learning rate, ``StepLR`` schedule and epoch count of

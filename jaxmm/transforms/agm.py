@@ -183,8 +183,8 @@ def agm(
       max_norm: global norm to clip to.
 
     Returns:
-      A transformation whose ``update`` takes ``coefficients`` (``{modality:
-      κ_m}``) and ``epoch`` in ``"groups"`` mode; nothing in ``"logits"``
+      A transformation whose ``update`` takes ``coefficients``
+      (``{modality: κ_m}``) and ``epoch`` in ``"groups"`` mode; nothing in ``"logits"``
       mode. Other extra args are ignored.
 
     Raises:

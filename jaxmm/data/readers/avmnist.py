@@ -1,4 +1,4 @@
-"""AV-MNIST in the MultiBench npy layout (data.md §1.5).
+"""AV-MNIST in the MultiBench npy layout.
 
 Layout::
 

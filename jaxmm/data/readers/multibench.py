@@ -1,4 +1,4 @@
-"""MultiBench affect pickles: MOSI, MOSEI, MUStARD (sarcasm), UR-FUNNY (humor) (data.md §1.4).
+"""MultiBench affect pickles: MOSI, MOSEI, MUStARD (sarcasm), UR-FUNNY (humor).
 
 A file is a pickle of ``{'train': d, 'valid': d, 'test': d}``, each ``d`` holding
 ``'vision' [N, T, Dv]``, ``'audio' [N, T, Da]``, ``'text' [N, T, 300]``,

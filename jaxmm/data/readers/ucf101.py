@@ -1,4 +1,4 @@
-"""UCF101 RGB frames + optical flow (data.md §1.3).
+"""UCF101 RGB frames + optical flow.
 
 Split files ``<root>/ucfTrainTestlist/{classInd,trainlist0K,testlist0K}.txt``.
 Frames come from one of two common releases, chosen with ``layout`` (or give

@@ -1,4 +1,4 @@
-"""PID-controlled XOR (SynIB paper App. F.2; methods.md §5.3).
+"""PID-controlled XOR (SynIB paper App. F.2).
 
 Each example's label comes from exactly one active source: unique to x0
 (``u1``), unique to x1 (``u2``), redundant (``red``) or synergistic (``syn``,

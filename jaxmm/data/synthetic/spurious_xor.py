@@ -1,4 +1,4 @@
-"""Spurious-XOR (SynIB paper App. F.1; methods.md §5.2).
+"""Spurious-XOR (SynIB paper App. F.1).
 
 ``y = b0 XOR b1``: modality ``x0`` encodes ``b0`` and ``x1`` encodes ``b1`` in
 coordinates 0..3, so neither modality alone predicts ``y``. ``x0`` also carries
