@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from typing import Callable, Mapping, Sequence
 
@@ -9,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from jaxmm.data.prefetch import prefetch_to_mesh
 from jaxmm.data.types import DatasetSplits
@@ -20,8 +20,11 @@ from jaxmm.tasks import Task, selection_score, task_of
 from jaxmm.train.batching import augment_frames, batches, check_augmented, epoch_permutations, num_batches, stack_runs
 from jaxmm.train.checkpoint import Checkpointer
 from jaxmm.train.config import OptimizerConfig, TrainConfig
+from jaxmm.train.diagnostics import check_reference, write_figures
 from jaxmm.train.divergence import DivergenceMonitor
-from jaxmm.train.outputs import RunDir, plot_curves
+from jaxmm.train.loggers import EpochLoggers, check_available
+from jaxmm.train.outputs import RunDir, run_labels
+from jaxmm.train.progress import Progress
 from jaxmm.train.rundir import RunLock, claim
 from jaxmm.train.sharding import replicate
 from jaxmm.train.state import ModelFactory
@@ -36,7 +39,7 @@ class FitResult:
       test: per-run test metrics of the selected parameters.
       val: per-run validation metrics of the selected parameters.
       selected_epoch: per-run epoch (1-based count of epochs trained) whose parameters were kept.
-      history: the per-epoch records written to ``metrics.jsonl``.
+      history: the per-epoch records written to ``metrics.jsonl`` (``epoch`` 1-based: the epochs trained).
       state: the final train state (last epoch; the selected parameters are in ``params``).
       params: the selected parameters (stacked over runs).
       trainer: the compiled functions (for further evaluation).
@@ -119,7 +122,9 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
 
     A run directory holds one run (:mod:`jaxmm.train.rundir`): a new run into one that holds a run
     is refused unless ``resume`` or ``overwrite``, and a lock keeps a second process out while
-    this one trains.
+    this one trains. Each epoch's record goes to ``metrics.jsonl``, to the loggers of ``train_cfg``
+    (:mod:`jaxmm.train.loggers`: TensorBoard event files, W&B) and to the progress display
+    (:mod:`jaxmm.train.progress`); the figures of :mod:`jaxmm.train.diagnostics` close the run.
 
     Args:
       method: the method to train.
@@ -149,8 +154,12 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
     Raises:
       FileExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite`` is given.
       RuntimeError: another process is training into ``run_dir``.
-      ValueError: inconsistent arguments, or a ``select_metric`` the validation report lacks.
+      ValueError: inconsistent arguments, a ``select_metric`` the validation report lacks, or a
+        ``train.unimodal_reference`` of modalities the data lacks (or of a regression task).
+      ImportError: a logger ``train_cfg`` asks for is not installed.
     """
+    check_available(train_cfg, run_dir)  # before the run folder is claimed (an overwrite empties it)
+    check_reference(train_cfg.unimodal_reference, list(splits[0].train.inputs), splits[0].train.task)
     if run_dir is None:
         return _train(method, splits, seeds, model, optimizer, train_cfg, hparams, None, False, None, mesh,
                       per_term_grads, labels, loss)
@@ -215,54 +224,57 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
     for old in history:  # a resumed run remembers its start and best losses
         divergence.update(old["epoch"], old["train/loss"])
 
-    bar = tqdm(range(start, train_cfg.epochs), desc=f"{method.name} x{runs}", disable=not train_cfg.progress,
-               initial=start, total=train_cfg.epochs)
-    for epoch in bar:
-        sums, count = {}, 0
-        epoch_batches = batches(data["train"], epoch_permutations(seeds, epoch, n_train), train_cfg.batch_size)
-        if train_cfg.augment_frames:
-            epoch_batches = augment_frames(epoch_batches, train_cfg.augment_frames, seeds, epoch)
-        for batch in prefetch_to_mesh(epoch_batches, trainer.mesh):
-            state, metrics = trainer.step(state, batch, hp)
-            if epoch == 0 and count == 0:  # the loss at the initial parameters: divergence's baseline
-                divergence.start(np.asarray(metrics["loss"]))
-            sums = metrics if not sums else jax.tree.map(jnp.add, sums, metrics)
-            count += 1
-        state = state._replace(epoch=state.epoch + 1)
-        record = {"epoch": epoch, **{f"train/{k}": np.asarray(v) / count for k, v in sums.items()}}
-        if method.epoch_end is not None:
-            state, logs = run_epoch_hook(trainer, method.epoch_end, state, data, epoch, train_cfg.epochs,
-                                         train_cfg.eval_batch_size)
-            record.update(logs)
-        found = divergence.update(epoch, record["train/loss"])
-        if found and train_cfg.on_divergence == "stop":
-            raise FloatingPointError(f"{method.name}: {found.message} (train.on_divergence=warn trains on)")
-        if found and train_cfg.on_divergence == "warn":
-            warnings.warn(f"{method.name}: {found.message}", stacklevel=2)
-        val = _evaluate(trainer, state, data["val"], first.val, train_cfg.eval_batch_size)
-        record.update({f"val/{k}": [v[k] for v in val] for k in val[0]})
-        if train_cfg.eval_train:
-            tr = _evaluate(trainer, state, data["train"], first.train, train_cfg.eval_batch_size)
-            record.update({f"trainset/{k}": [v[k] for v in tr] for k in tr[0]})
-        score = np.asarray([selection_score(v, select_metric) for v in val], np.float32)
-        improved = score > loop["best_score"]
-        loop["best_score"] = np.where(improved, score, loop["best_score"])
-        loop["best_epoch"] = np.where(improved, epoch + 1, loop["best_epoch"])
-        loop["bad_epochs"] = np.where(improved, 0, loop["bad_epochs"] + 1)
-        if train_cfg.select == "best":
-            for key, part in (("best_params", state.params), ("best_rest", state.rest),
-                              ("best_method_state", state.method_state)):
-                loop[key] = _select(jnp.asarray(improved), part, loop[key])
-        loop["epoch"] = np.asarray(epoch + 1, np.int32)
-        history.append(record)
-        if out:
-            out.append_metrics(record)
-        if ckpt and ((epoch + 1) % train_cfg.checkpoint_every == 0 or epoch + 1 == train_cfg.epochs):
-            ckpt.save(epoch + 1, {"state": state, "loop": loop})
-        bar.set_postfix(loss=f"{np.mean(record['train/loss']):.3f}",
-                        val=f"{np.nanmean(np.abs(score)):.3f}")
-        if train_cfg.patience and np.all(loop["bad_epochs"] >= train_cfg.patience):
-            break
+    labels = run_labels(seeds, hparams)
+    name = os.path.basename(os.path.abspath(run_dir)) if run_dir else method.name
+    with EpochLoggers(train_cfg, run_dir, labels, history, name=name, config=record) as loggers, \
+            Progress(f"{method.name} x{runs}", start, train_cfg.epochs, enabled=train_cfg.progress) as progress:
+        for epoch in range(start, train_cfg.epochs):  # 0-based, as methods see it; records count epochs trained
+            sums, count = {}, 0
+            epoch_batches = batches(data["train"], epoch_permutations(seeds, epoch, n_train), train_cfg.batch_size)
+            if train_cfg.augment_frames:
+                epoch_batches = augment_frames(epoch_batches, train_cfg.augment_frames, seeds, epoch)
+            for batch in prefetch_to_mesh(epoch_batches, trainer.mesh):
+                state, metrics = trainer.step(state, batch, hp)
+                if epoch == 0 and count == 0:  # the loss at the initial parameters: divergence's baseline
+                    divergence.start(np.asarray(metrics["loss"]))
+                sums = metrics if not sums else jax.tree.map(jnp.add, sums, metrics)
+                count += 1
+            state = state._replace(epoch=state.epoch + 1)
+            entry = {"epoch": epoch + 1, **{f"train/{k}": np.asarray(v) / count for k, v in sums.items()}}
+            if method.epoch_end is not None:
+                state, logs = run_epoch_hook(trainer, method.epoch_end, state, data, epoch, train_cfg.epochs,
+                                             train_cfg.eval_batch_size)
+                entry.update(logs)
+            found = divergence.update(epoch + 1, entry["train/loss"])
+            if found and train_cfg.on_divergence == "stop":
+                raise FloatingPointError(f"{method.name}: {found.message} (train.on_divergence=warn trains on)")
+            if found and train_cfg.on_divergence == "warn":
+                warnings.warn(f"{method.name}: {found.message}", stacklevel=2)
+            val = _evaluate(trainer, state, data["val"], first.val, train_cfg.eval_batch_size)
+            entry.update({f"val/{k}": [v[k] for v in val] for k in val[0]})
+            if train_cfg.eval_train:
+                tr = _evaluate(trainer, state, data["train"], first.train, train_cfg.eval_batch_size)
+                entry.update({f"trainset/{k}": [v[k] for v in tr] for k in tr[0]})
+            score = np.asarray([selection_score(v, select_metric) for v in val], np.float32)
+            improved = score > loop["best_score"]
+            loop["best_score"] = np.where(improved, score, loop["best_score"])
+            loop["best_epoch"] = np.where(improved, epoch + 1, loop["best_epoch"])
+            loop["bad_epochs"] = np.where(improved, 0, loop["bad_epochs"] + 1)
+            if train_cfg.select == "best":
+                for key, part in (("best_params", state.params), ("best_rest", state.rest),
+                                  ("best_method_state", state.method_state)):
+                    loop[key] = _select(jnp.asarray(improved), part, loop[key])
+            loop["epoch"] = np.asarray(epoch + 1, np.int32)
+            history.append(entry)
+            if out:
+                out.append_metrics(entry)
+            loggers.write(entry)
+            if ckpt and ((epoch + 1) % train_cfg.checkpoint_every == 0 or epoch + 1 == train_cfg.epochs):
+                ckpt.save(epoch + 1, {"state": state, "loop": loop})
+            progress.epoch(epoch + 1, {"loss": float(np.mean(entry["train/loss"])),
+                                       f"val {select_metric}": float(np.nanmean(np.abs(score)))})
+            if train_cfg.patience and np.all(loop["bad_epochs"] >= train_cfg.patience):
+                break
 
     if train_cfg.select == "best":
         final = state._replace(params=loop["best_params"], rest=loop["best_rest"],
@@ -275,6 +287,8 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
     result = FitResult(test, val, selected, history, state, final.params, trainer, final.method_state)
     if out:
         _write_outputs(out, method, seeds, hparams, result, task)
+        write_figures(out.path, history, labels, method=method, modalities=list(first.train.inputs),
+                      metric=task.select_metric, model=model, reference=train_cfg.unimodal_reference)
     return result
 
 
@@ -294,6 +308,3 @@ def _write_outputs(out: RunDir, method, seeds, hparams, result: FitResult, task:
             for s, h, e, t, v in zip(seeds, hparams, result.selected_epoch, result.test, result.val)]
     out.write_json("results.json", {"method": method.name, "options": method.info.options, "task": task,
                                     "runs": runs, "test_summary": summarize(result.test)})
-    main = task.select_metric
-    keys = ["train/loss", f"val/{main}"] + [k for k in result.history[0] if k.startswith(f"val/{main}/")][:4]
-    plot_curves(result.history, keys, out.file("curves.png"), title=method.name)

@@ -1,14 +1,17 @@
-"""The run folder: ``config.json``, ``metrics.jsonl``, ``results.json`` and PNG plots."""
+"""The run folder: ``config.json``, ``metrics.jsonl``, ``results.json``, and how its runs are labelled.
+
+Epochs are whole and 1-based wherever a user sees them: a ``metrics.jsonl`` record's ``epoch`` is
+the number of epochs trained when it was written (the first record is epoch 1).
+"""
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import json
 import os
 import tempfile
 import warnings
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -106,10 +109,11 @@ class RunDir:
         except OSError as e:
             raise _write_error(path, e) from e
 
-    def read_metrics(self, up_to_epoch: int | None = None) -> list[dict]:
-        """Records of ``metrics.jsonl`` (those with ``epoch < up_to_epoch`` if given).
+    def read_metrics(self, epochs: int | None = None) -> list[dict]:
+        """Records of ``metrics.jsonl`` (those of the first ``epochs`` epochs if given).
 
-        A torn last line (an interrupted append) is dropped with a warning naming the file.
+        A torn last line (an interrupted append) is dropped with a warning naming the file. A file
+        written while epochs were 0-based (its first record is epoch 0) is read 1-based.
 
         Raises:
           ValueError: a line other than the last is not a JSON record, naming the file and the line.
@@ -133,39 +137,32 @@ class RunDir:
                               f"{line[:60].decode(errors='replace')!r}", stacklevel=2)
                 continue
             records.append(record)
-        return [r for r in records if up_to_epoch is None or r["epoch"] < up_to_epoch]
+        if records and records[0]["epoch"] == 0:
+            records = [{**r, "epoch": r["epoch"] + 1} for r in records]
+        return [r for r in records if epochs is None or r["epoch"] <= epochs]
 
-    def truncate_metrics(self, up_to_epoch: int) -> None:
-        """Drops records of epochs not covered by the checkpoint being resumed (and a torn last line)."""
-        keep = self.read_metrics(up_to_epoch)
+    def truncate_metrics(self, epochs: int) -> None:
+        """Keeps the records of the first ``epochs`` epochs, those a resumed checkpoint covers (and drops a
+        torn last line)."""
+        keep = self.read_metrics(epochs)
         path = self.file("metrics.jsonl")
         if keep or os.path.exists(path):
             write_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
-def plot_curves(records: list[dict], keys: list[str], path: str, title: str = "") -> None:
-    """One panel per metric key; one line per run (records hold per-run lists)."""
-    import matplotlib
+def run_labels(seeds: Sequence[int], hparams: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
+    """A distinct label per run for legends and logger names.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    ``seed 0``, plus the hyper-parameters that differ between runs (``seed 0, lam=10``); runs still
+    alike (a sweep of per-run data) are numbered in front (``run 2, seed 0``).
+    """
+    hparams = list(hparams or [{}] * len(seeds))
+    varying = [k for k in dict.fromkeys(k for h in hparams for k in h) if len({repr(h.get(k)) for h in hparams}) > 1]
+    labels = [", ".join([f"seed {s}", *(f"{k}={_short(h.get(k))}" for k in varying)]) for s, h in zip(seeds, hparams)]
+    if len(set(labels)) < len(labels):
+        labels = [f"run {i}, {label}" for i, label in enumerate(labels)]
+    return labels
 
-    keys = [k for k in keys if records and k in records[0]]
-    if not keys:
-        return
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
-    epochs = [r["epoch"] for r in records]
-    for ax, key in zip(axes[0], keys):
-        values = np.array([r[key] for r in records], dtype=float)
-        values = values.reshape(len(records), -1)
-        for run in range(values.shape[1]):
-            ax.plot(epochs, values[:, run], alpha=0.8, lw=1)
-        ax.set_title(key)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=110, format="png")
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+
+def _short(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -11,8 +11,8 @@ import shutil
 import socket
 import warnings
 
-RUN_FILES = ("config.json", "metrics.jsonl", "results.json", "curves.png")
-RUN_FOLDERS = ("checkpoints",)
+RUN_FILES = ("config.json", "metrics.jsonl", "results.json", "curves.png", "modalities.png", "method_logs.png")
+RUN_FOLDERS = ("checkpoints", "tensorboard", "wandb")
 
 
 def holds_run(run_dir: str) -> bool:

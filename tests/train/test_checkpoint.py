@@ -22,7 +22,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                  straight.state.params, resumed.state.params)
     jax.tree.map(np.testing.assert_array_equal, straight.state.method_state, resumed.state.method_state)
-    assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3]
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]  # 1-based, resumed after 2
     assert straight.selected_epoch == resumed.selected_epoch
 
 

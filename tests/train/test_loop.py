@@ -16,17 +16,19 @@ def test_fit_learns_and_writes_outputs(tmp_path):
             run_dir=str(tmp_path / "run"))
     assert all(t["acc"] > 0.6 for t in r.test)  # 3 classes: chance is 1/3
     assert r.trainer.traces == 1  # the padded last batch reuses the compiled step
-    for f in ("metrics.jsonl", "results.json", "curves.png"):
+    for f in ("metrics.jsonl", "results.json", "curves.png", "modalities.png", "tensorboard"):
         assert os.path.exists(tmp_path / "run" / f)
+    assert not os.path.exists(tmp_path / "run" / "method_logs.png")  # vanilla logs nothing per step
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert len(results["runs"]) == 2 and "acc" in results["test_summary"]
-    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 15
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == list(range(1, 16))  # 1-based: epochs trained
 
 
 def test_select_best_keeps_the_best_validation_epoch():
     r = fit(get_method("vanilla"), [tiny_splits()], [0], MODEL, OPT, train_cfg(epochs=6, select="best"))
     val_curve = [h["val/acc"][0] for h in r.history]
-    assert r.selected_epoch[0] == int(np.argmax(val_curve)) + 1
+    assert r.selected_epoch[0] == r.history[int(np.argmax(val_curve))]["epoch"] == int(np.argmax(val_curve)) + 1
     assert r.val[0]["acc"] == pytest.approx(max(val_curve))
 
 
@@ -80,7 +82,7 @@ def test_diverging_loss_is_reported():
 
     s = tiny_splits()
     huge = _with(s, inputs={**s.train.inputs, "a": s.train.inputs["a"] * 1e30})
-    with pytest.raises(FloatingPointError, match="training loss diverged at epoch 0: run 0 .seed 0. has loss nan.*"
+    with pytest.raises(FloatingPointError, match="training loss diverged at epoch 1: run 0 .seed 0. has loss nan.*"
                                                  "lower optimizer.lr"):
         fit(get_method("vanilla"), [huge], [0], MODEL, OptimizerConfig(name="sgd", lr=1e10), train_cfg())
 
@@ -89,10 +91,10 @@ def test_a_loss_that_explodes_in_the_first_epoch_stops_the_run_or_warns():
     from jaxmm.train.config import OptimizerConfig
 
     opt = OptimizerConfig(name="adam", lr=1e6)
-    with pytest.raises(FloatingPointError, match=r"diverged at epoch 0: run 0 \(seed 0\) rose to .* from its initial "
+    with pytest.raises(FloatingPointError, match=r"diverged at epoch 1: run 0 \(seed 0\) rose to .* from its initial "
                                                  r"loss .*train.on_divergence=warn"):
         fit(get_method("vanilla"), [tiny_splits()], [0], MODEL, opt, train_cfg(epochs=2))
-    with pytest.warns(UserWarning, match="diverged at epoch 0"):
+    with pytest.warns(UserWarning, match="diverged at epoch 1"):
         r = fit(get_method("vanilla"), [tiny_splits()], [0], MODEL, opt, train_cfg(epochs=2, on_divergence="warn"))
     assert len(r.history) == 2
 

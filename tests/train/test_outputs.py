@@ -46,35 +46,52 @@ def test_write_json_failure_keeps_the_old_file(tmp_path, monkeypatch):
 
 def test_metrics_roundtrip_and_truncate(tmp_path):
     out = RunDir(str(tmp_path))
-    for epoch in range(4):
-        out.append_metrics({"epoch": epoch, "train/loss": np.asarray([1.0 / (epoch + 1), float("nan")])})
-    assert [r["epoch"] for r in out.read_metrics()] == [0, 1, 2, 3]
-    assert [r["epoch"] for r in out.read_metrics(2)] == [0, 1]
+    for epoch in range(1, 5):
+        out.append_metrics({"epoch": epoch, "train/loss": np.asarray([1.0 / epoch, float("nan")])})
+    assert [r["epoch"] for r in out.read_metrics()] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in out.read_metrics(2)] == [1, 2]  # the first 2 epochs
     out.truncate_metrics(3)
-    assert [r["epoch"] for r in out.read_metrics()] == [0, 1, 2]
+    assert [r["epoch"] for r in out.read_metrics()] == [1, 2, 3]
     assert np.isnan(out.read_metrics()[0]["train/loss"][1])
+
+
+def test_metrics_written_0_based_are_read_1_based(tmp_path):
+    out = RunDir(str(tmp_path))
+    for epoch in range(3):  # a run folder from before epochs were 1-based
+        out.append_metrics({"epoch": epoch, "train/loss": [epoch]})
+    assert [(r["epoch"], r["train/loss"]) for r in out.read_metrics(2)] == [(1, [0]), (2, [1])]
+    out.truncate_metrics(2)  # what its resume from a checkpoint after 2 epochs does
+    out.append_metrics({"epoch": 3, "train/loss": [7]})
+    assert [r["epoch"] for r in out.read_metrics()] == [1, 2, 3]
+
+
+def test_run_labels_name_seeds_and_the_hyper_parameters_that_vary():
+    assert outputs.run_labels([0, 1]) == ["seed 0", "seed 1"]
+    assert outputs.run_labels([0, 0], [{"lam": 0.1, "lr": 1e-3}, {"lam": 10.0, "lr": 1e-3}]) == [
+        "seed 0, lam=0.1", "seed 0, lam=10"]
+    assert outputs.run_labels([3, 3]) == ["run 0, seed 3", "run 1, seed 3"]  # alike otherwise (per-run data)
 
 
 def test_torn_last_line_is_dropped_with_a_warning(tmp_path):
     out = RunDir(str(tmp_path))
-    for epoch in range(2):
+    for epoch in (1, 2):
         out.append_metrics({"epoch": epoch, "train/loss": [0.5]})
     with open(out.file("metrics.jsonl"), "a") as f:
-        f.write('{"epoch": 2, "train/lo')  # killed mid-write
+        f.write('{"epoch": 3, "train/lo')  # killed mid-write
     with pytest.warns(UserWarning, match=r"dropped the torn last line 3 of .*metrics\.jsonl \(an interrupted "
                                          r"write\)"):
-        assert [r["epoch"] for r in out.read_metrics()] == [0, 1]
+        assert [r["epoch"] for r in out.read_metrics()] == [1, 2]
     with pytest.warns(UserWarning, match="torn last line"):
         out.truncate_metrics(2)  # what a resume does: the torn line goes away for good
-    out.append_metrics({"epoch": 2, "train/loss": [0.4]})
+    out.append_metrics({"epoch": 3, "train/loss": [0.4]})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert [r["epoch"] for r in out.read_metrics()] == [0, 1, 2]
+        assert [r["epoch"] for r in out.read_metrics()] == [1, 2, 3]
 
 
 def test_torn_line_elsewhere_is_an_error(tmp_path):
     out = RunDir(str(tmp_path))
-    (tmp_path / "metrics.jsonl").write_text('{"epoch": 0}\n{"epo\n{"epoch": 2}\n')
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epo\n{"epoch": 3}\n')
     with pytest.raises(ValueError, match=r"^.*metrics\.jsonl line 2 is not a metrics record \(.*\); the file is "
                                          r"damaged: delete that line, or start the run over with --overwrite$"):
         out.read_metrics()
@@ -85,13 +102,6 @@ def test_append_is_one_write_per_line(tmp_path, monkeypatch):
     calls = []
     write = os.write
     monkeypatch.setattr(outputs.os, "write", lambda fd, data: calls.append(len(data)) or write(fd, data))
-    out.append_metrics({"epoch": 0, "train/loss": list(range(5000))})  # far beyond a stdio buffer
+    out.append_metrics({"epoch": 1, "train/loss": list(range(5000))})  # far beyond a stdio buffer
     assert len(calls) == 1
     assert out.read_metrics()[0]["train/loss"][-1] == 4999
-
-
-def test_plot_curves_writes_png(tmp_path):
-    records = [{"epoch": e, "train/loss": [1.0 / (e + 1), 2.0]} for e in range(3)]
-    outputs.plot_curves(records, ["train/loss", "missing"], str(tmp_path / "curves.png"))
-    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert os.listdir(tmp_path) == ["curves.png"]
