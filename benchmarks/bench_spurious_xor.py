@@ -55,7 +55,7 @@ def main(argv=None) -> None:
         if name not in METHODS:
             raise SystemExit(f"unknown method {name!r}; choose from {list(METHODS)}")
         start = time.perf_counter()
-        acc = run((name,), ALPHAS, seeds, args.epochs, out_dir="/tmp/jaxmm-bench", progress=False)
+        acc = run((name,), ALPHAS, seeds, args.epochs, out_dir="/tmp/jaxmm-bench", progress=False, overwrite=True)
         jax_s = time.perf_counter() - start
         torch_s, torch_acc = torch_grid(name, args.epochs, seeds)
         jax_acc = [v for a in ALPHAS for v in acc[(name, a)]]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import json
 import os
@@ -43,8 +42,8 @@ def _cmd_datasets(args) -> None:
         print(f"{name:15s} {entry.summary}\n{'':15s}   needs: {needs}")
 
 
-def _load_options(cfg, args, progress: bool) -> dict:
-    """``cfg.dataset_options`` with ``--data-dir``/``--cache-dir`` applied.
+def _loader_options(cfg, args, progress: bool) -> dict:
+    """The loader options that are not part of the config; ``--data-dir`` goes into ``cfg.dataset_options``.
 
     ``--data-dir`` is stored in ``cfg.dataset_options`` (so ``config.json`` names
     the data); file-backed datasets also get ``progress`` and a cache folder
@@ -54,29 +53,21 @@ def _load_options(cfg, args, progress: bool) -> dict:
 
     if args.data_dir is not None:
         cfg.dataset_options["data_dir"] = os.path.abspath(args.data_dir)
-    options = dict(cfg.dataset_options)
-    if args.cache_dir is not None:
-        options["cache_dir"] = args.cache_dir
     entry = DATASETS.get(cfg.dataset)
-    if entry is not None and entry.data_dir != "unused":
-        options.setdefault("cache_dir", str(default_cache_dir()))
-        options.setdefault("progress", progress)
-    return options
+    if entry is None or entry.data_dir == "unused":
+        return {}
+    return {"cache_dir": args.cache_dir or cfg.dataset_options.get("cache_dir") or str(default_cache_dir()),
+            "progress": cfg.dataset_options.get("progress", progress)}
 
 
-RESUMABLE = ("train.epochs", "train.patience", "train.progress", "train.checkpoint_every", "train.eval_batch_size")
-
-
-def _parse_seeds(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(s) for s in text.split(","))
-    except ValueError:
-        raise ValueError(f"--seeds {text!r}: give comma-separated non-negative integers, e.g. 0,1,2") from None
+RESUMABLE = ("train.epochs", "train.patience", "train.progress", "train.checkpoint_every", "train.eval_batch_size",
+             "train.tensorboard", "train.wandb_project", "train.unimodal_reference")
 
 
 def _requested_config(args, base: dict):
     """``base`` (config data) with --protocol, --config, the flags, --sweep and --set applied, type-checked."""
-    from jaxmm.train.config import RunConfig, apply_overrides, from_dict, load_config_file, merge, to_dict
+    from jaxmm.train.config import (RunConfig, apply_overrides, from_dict, load_config_file, merge, parse_seeds,
+                                    to_dict)
     from jaxmm.train.protocols import apply_protocol
     from jaxmm.train.sweep import parse_sweep
 
@@ -86,7 +77,7 @@ def _requested_config(args, base: dict):
     if args.config:
         data = merge(data, load_config_file(args.config))
     flags = {"method": args.method, "dataset": args.dataset, "name": args.name, "out_dir": args.out_dir,
-             "seeds": _parse_seeds(args.seeds) if args.seeds is not None else None}
+             "seeds": parse_seeds(args.seeds) if args.seeds is not None else None}
     data = merge(data, {k: v for k, v in flags.items() if v is not None})
     if args.sweep:
         data["sweep"] = {**data.get("sweep", {}), **dict(parse_sweep(item) for item in args.sweep)}
@@ -133,68 +124,17 @@ def _resumed_config(args, run_dir: str):
     return requested
 
 
-def _provenance(cfg, options: dict) -> dict:
-    """Versions, the git commit of the jaxmm checkout (if any) and the data folder actually used."""
-    import importlib.metadata
-    import subprocess
-
-    versions = {}
-    for package in ("jaxmm", "jax", "flax", "optax"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    from jaxmm.data.registry import data_folder
-
-    return {"versions": versions, "git_commit": commit, "data_dir": data_folder(cfg.dataset, options)}
-
-
 def _cmd_train(args) -> None:
-    from jaxmm.data.registry import load_dataset
-    from jaxmm.methods import get_method, load_plugins
-    from jaxmm.train.config import apply_overrides, to_dict
-    from jaxmm.train.loop import fit
-    from jaxmm.train.outputs import RunDir
-    from jaxmm.train.rundir import claim
-    from jaxmm.train.sweep import point_label, programs
+    from jaxmm.methods import load_plugins
+    from jaxmm.train.runs import run
 
     load_plugins(args.plugin or ())
     cfg = _resumed_config(args, _run_dir_of(args)) if args.resume else _new_config(args)
     root = os.path.join(cfg.out_dir, cfg.name)
     _check_writable(cfg.out_dir)
-    method = get_method(cfg.method, **cfg.method_options)
-    cfg.method_options = dict(method.info.options)  # config.json records every option, defaults included
-    options = _load_options(cfg, args, cfg.train.progress)
-    splits = {seed: load_dataset(cfg.dataset, seed, **options) for seed in cfg.seeds}
-    provenance = _provenance(cfg, options)
-    record = {**to_dict(cfg), "provenance": provenance}
-    rows = []
-    grid = programs(cfg, cfg.sweep)
-    sweep_root = any(p.tag for p in grid)  # a folder per program below the sweep's own
-    if sweep_root:
-        claim(root, resume=args.resume, overwrite=args.overwrite)
-        if not args.resume:
-            RunDir(root).write_json("config.json", record)
-    for program in grid:
-        program_cfg = apply_overrides(dataclasses.replace(cfg), list(program.overrides))
-        program_method = get_method(program_cfg.method, **program_cfg.method_options) if program.overrides else method
-        run_dir = os.path.join(root, program.tag) if program.tag else root
-        program_record = {**to_dict(program_cfg), "provenance": provenance} if program.tag else record
-        result = fit(program_method, [splits[s] for s in program.seeds], program.seeds, program_cfg.model,
-                     program_cfg.optimizer, program_cfg.train, hparams=list(program.hparams), run_dir=run_dir,
-                     resume=args.resume, overwrite=args.overwrite, record=program_record,
-                     loss=program_cfg.loss or None)
-        for point in dict.fromkeys(point_label(p) for p in program.points):
-            runs = [t for t, p in zip(result.test, program.points) if point_label(p) == point]
-            rows.append((program.tag or "-", point, runs))
-    if sweep_root and args.resume:  # the whole sweep's record, once every program resumed
-        RunDir(root).write_json("config.json", record)
+    results = run(cfg, root, data_options=_loader_options(cfg, args, cfg.train.progress), resume=args.resume,
+                  overwrite=args.overwrite)
+    rows = [(r.tag or "-", point, [r.fit.test[i] for i in runs]) for r in results for point, runs in r.grid().items()]
     _report(cfg, rows, root)
 
 
@@ -225,7 +165,7 @@ def _report(cfg, rows, root: str) -> None:
         print(f"\n{cfg.method} on {cfg.dataset}, seeds {list(cfg.seeds)} — test metrics (mean ± std):")
         for key in [k for k in summary if not k.startswith("f1/")]:
             print(f"  {key:24s} {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}")
-        print(f"outputs: {root}/ (config.json, metrics.jsonl, results.json, curves.png)")
+        print(f"outputs: {root}/ ({_listing(root)})")
         return
     summaries = [(tag, point, summarize(runs)) for tag, point, runs in rows]
     keys = [k for k in summaries[0][2] if "/" not in k][:6]
@@ -239,16 +179,23 @@ def _report(cfg, rows, root: str) -> None:
     with open(os.path.join(root, "sweep.md"), "w") as f:
         f.write(text + "\n")
     print(f"outputs: {root}/ (sweep.md; one folder per program)" if any(t != "-" for t, _, _ in rows)
-          else f"outputs: {root}/ (sweep.md, config.json, metrics.jsonl, results.json, curves.png)")
+          else f"outputs: {root}/ ({_listing(root)})")
+
+
+def _listing(folder: str) -> str:
+    """``"checkpoints/, config.json, ..."``: what a run folder holds (the lock excepted)."""
+    names = sorted(n for n in (os.listdir(folder) if os.path.isdir(folder) else ()) if not n.startswith("."))
+    return ", ".join(n + "/" if os.path.isdir(os.path.join(folder, n)) else n for n in names)
 
 
 def _cmd_prepare(args) -> None:
     from jaxmm.data.registry import prepare_dataset
-    from jaxmm.train.config import RunConfig, apply_overrides
+    from jaxmm.train.config import RunConfig, apply_overrides, parse_seeds
 
-    cfg = RunConfig(dataset=args.dataset, seeds=tuple(int(s) for s in args.seeds.split(",")))
+    cfg = RunConfig(dataset=args.dataset, seeds=parse_seeds(args.seeds))
     apply_overrides(cfg, args.set or [])
-    options = _load_options(cfg, args, progress=True)
+    loader = _loader_options(cfg, args, progress=True)  # puts --data-dir into cfg.dataset_options
+    options = {**cfg.dataset_options, **loader}
     files = {}
     for seed in cfg.seeds:
         splits, used = prepare_dataset(cfg.dataset, seed, **options)

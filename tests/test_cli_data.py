@@ -13,7 +13,7 @@ from reader_fixtures import crema_names, write_crema_csv, write_crema_d  # noqa:
 from jaxmm.cli import main  # noqa: E402
 from jaxmm.data.readers import crema_d  # noqa: E402
 from jaxmm.data.registry import DATASETS  # noqa: E402
-from jaxmm.train import loop  # noqa: E402
+from jaxmm.train import loop, runs  # noqa: E402
 
 NAMES = crema_names(actors=range(1001, 1005))  # 4 actors x 6 emotions
 SMALL = ["--set", "dataset_options.image_size=8", "--set", "dataset_options.val_fraction=0.25"]
@@ -78,7 +78,7 @@ def test_prepare_builds_the_default_cache_once_and_train_uses_it(crema, tmp_path
         fitted.update(splits=splits, seeds=seeds, record=kwargs["record"])
         return loop.FitResult([{"acc": 0.5}] * len(seeds), [], [], [], None, None, None)
 
-    monkeypatch.setattr(loop, "fit", fake_fit)
+    monkeypatch.setattr(runs, "fit", fake_fit)
     main(["train", "--method", "vanilla", "--dataset", "crema_d", "--data-dir", str(crema), "--out-dir",
           str(tmp_path / "runs"), "--name", "r", "--seeds", "0,1", *SMALL])
     assert "vanilla on crema_d, seeds [0, 1]" in capsys.readouterr().out

@@ -51,7 +51,7 @@ CASES = [
     (["--config", "missing.yaml"], "--config missing.yaml: no such file"),
     (["--sweep", "hparams.lam"], "is not of the form key.path=v1,v2"),
     (["--out-dir", "runs", "--name", "ckfile"], "checkpoints is a file, not a folder"),
-    (["--set", "optimizer.lr=1e6", "--set", "train.epochs=3"], "training loss diverged at epoch 0: run 0 (seed 0) "
+    (["--set", "optimizer.lr=1e6", "--set", "train.epochs=3"], "training loss diverged at epoch 1: run 0 (seed 0) "
                                                                 "rose to"),
 ]
 

@@ -1,20 +1,67 @@
-"""Helpers shared by the experiments: grids of vmapped runs, tables and summaries."""
+"""Helpers shared by the experiments: their common options, tables and summaries.
+
+An experiment describes each of its runs as a :class:`~jaxmm.train.config.RunConfig` (the type
+``jaxmm train --config`` reads) and trains it with :func:`jaxmm.train.runs.run`; the options every
+experiment shares (``--seeds``, ``--epochs``, ``--set``, ``--out-dir``, ``--overwrite``) are
+applied to those configs by :func:`configure`, type-checked as ``jaxmm train``'s are.
+"""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 import time
 from typing import Sequence
 
 import numpy as np
 
+from jaxmm.train.config import RunConfig, apply_overrides, parse_seeds
 from jaxmm.train.outputs import RunDir
 
 
-def pyplot():
-    """``matplotlib.pyplot`` on the headless Agg backend."""
-    import matplotlib
+def experiment_parser(name: str, doc: str, *, epochs: int | None) -> argparse.ArgumentParser:
+    """The parser of ``jaxmm experiment <name>`` with the options every experiment shares.
 
-    matplotlib.use("Agg")
+    Args:
+      epochs: the default of ``--epochs`` (``None``: the experiment's protocol decides).
+    """
+    p = argparse.ArgumentParser(prog=f"jaxmm experiment {name}", description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    default = epochs if epochs else "the protocol's"
+    p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs of every run (default {default})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of every run's config, as jaxmm train --set does, e.g. "
+                        "train.batch_size=32 or optimizer.weight_decay=0 (repeatable)")
+    p.add_argument("--out-dir", default="runs", help="folder of the experiment's output folder (default runs)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the runs an earlier invocation left in the output folder")
+    return p
+
+
+def parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """Parses ``argv``; a bad ``--seeds`` or ``--set`` stops with one line naming it (checked on a default config)."""
+    args = parser.parse_args(argv)
+    try:
+        args.seeds = parse_seeds(args.seeds)
+        configure(RunConfig(), seeds=args.seeds, overrides=args.set)
+    except ValueError as e:
+        parser.error(str(e))
+    return args
+
+
+def configure(cfg: RunConfig, *, seeds: Sequence[int] | None = None, epochs: int | None = None,
+              progress: bool | None = None, overrides: Sequence[str] = (), **fields) -> RunConfig:
+    """A copy of ``cfg`` with ``fields``, the seeds, the epochs, the progress switch and the ``--set``
+    overrides applied (``None``: keep the config's), every value type-checked."""
+    out = dataclasses.replace(cfg, **fields, **({} if seeds is None else {"seeds": tuple(seeds)}))
+    train = {k: v for k, v in (("epochs", epochs), ("progress", progress)) if v is not None}
+    out.train = dataclasses.replace(out.train, **train)
+    return apply_overrides(out, list(overrides))
+
+
+def pyplot():
+    """``matplotlib.pyplot`` (imported when a figure is drawn; the backend is matplotlib's choice)."""
     import matplotlib.pyplot as plt
 
     return plt
@@ -83,6 +130,15 @@ class Timer:
         return time.time() - self.start
 
 
-def output_dir(base: str, name: str) -> RunDir:
-    """``<base>/<name>`` as a :class:`RunDir`."""
-    return RunDir(os.path.join(base, name))
+def output_dir(base: str, name: str, overwrite: bool = False) -> RunDir:
+    """``<base>/<name>`` as a :class:`RunDir`, refusing one an earlier invocation left results in.
+
+    Raises:
+      FileExistsError: it holds ``results.json`` and ``overwrite`` is not set (the message names
+        ``--overwrite`` and ``--out-dir``).
+    """
+    path = os.path.join(base, name)
+    if not overwrite and os.path.exists(os.path.join(path, "results.json")):
+        raise FileExistsError(f"{path} holds the results of an earlier run of this experiment; pass --overwrite "
+                              "to replace them or another --out-dir to keep both")
+    return RunDir(path)

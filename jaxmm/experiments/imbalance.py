@@ -15,21 +15,23 @@ one of that modality trained alone ("utilisation"), one panel per method.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import shutil
 import warnings
+from typing import Callable
 
 import numpy as np
 
-from jaxmm.experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
 from jaxmm.data.registry import default_cache_dir, load_dataset
 from jaxmm.data.synthetic import imbalance
-from jaxmm.methods import EpochHook, Method, available, get_method
+from jaxmm.experiments._common import (Timer, configure, experiment_parser, finish, mean_std_table, output_dir, parse,
+                                       parse_names, pyplot, save_figure)
+from jaxmm.methods import EpochHook, Method, available
 from jaxmm.metrics.probe import probe_accuracy
 from jaxmm.models.multimodal import MLPModelConfig
-from jaxmm.train.config import OptimizerConfig, TrainConfig
-from jaxmm.train.loop import fit
+from jaxmm.train.config import OptimizerConfig, RunConfig, TrainConfig
+from jaxmm.train.runs import registry_method
+from jaxmm.train.runs import run as train
 
 DEFAULT_METHODS = ("vanilla", "unimodal", "ensemble", "ogm_ge", "agm", "mmpareto", "inforeg", "redreg", "mla", "dnr")
 # small: a few minutes on a shared 2-core CPU; full: larger splits and longer training.
@@ -37,9 +39,8 @@ PROTOCOLS = {
     "small": {"epochs": 30, "sizes": {"train": 1000, "val": 500, "test": 10000}, "avdigits_epochs": 30},
     "full": {"epochs": 100, "sizes": {"train": 5000, "val": 1000, "test": 20000}, "avdigits_epochs": 100},
 }
-MODEL = MLPModelConfig()
-OPTIMIZER = OptimizerConfig()
-BATCH_SIZE = 64
+BASE = RunConfig(model=MLPModelConfig(), optimizer=OptimizerConfig(),
+                 train=TrainConfig(batch_size=64, select="last", checkpoint_every=0))
 PROBE_L2 = 1e-3
 SPLITS_PROBED = ("val", "test")
 
@@ -63,11 +64,29 @@ def resolve_methods(text: str | None, registered) -> list[str]:
     return [m for m in DEFAULT_METHODS if m in registered]
 
 
-def expand(name: str, modalities) -> list[tuple[str, Method]]:
-    """``(label, method)`` runs of a method name; ``unimodal`` gives one run per modality."""
+def expand(name: str, modalities) -> dict[str, dict]:
+    """``{label: RunConfig fields}`` of a method name; ``unimodal`` gives one run per modality."""
     if name == "unimodal":
-        return [(f"unimodal[{m}]", get_method("unimodal", modality=m)) for m in modalities]
-    return [(name, get_method(name))]
+        return {f"unimodal[{m}]": {"method": "unimodal", "method_options": {"modality": m}} for m in modalities}
+    return {name: {"method": name}}
+
+
+def dataset(tag: str, protocol: dict, task: imbalance.ImbalanceConfig = imbalance.ImbalanceConfig()) -> dict:
+    """The RunConfig fields of a dataset: ``synthetic`` (the imbalance task at the protocol's sizes) or
+    ``avdigits``."""
+    if tag == "avdigits":
+        return {"dataset": "avdigits"}
+    return {"dataset": "imbalance", "dataset_options": {"sizes": protocol["sizes"], **dataclasses.asdict(task)}}
+
+
+def modalities_of(cfg: RunConfig) -> tuple[str, ...]:
+    """The modalities of a config's dataset (its first seed's splits)."""
+    return load_dataset(cfg.dataset, cfg.seeds[0], **cfg.dataset_options, **loader_options(cfg)).train.modalities
+
+
+def loader_options(cfg: RunConfig) -> dict:
+    """``cache_dir`` for file-backed datasets (avdigits), nothing for generated ones."""
+    return {"cache_dir": str(default_cache_dir())} if cfg.dataset == "avdigits" else {}
 
 
 def with_probe(method: Method, num_classes: int, l2: float = PROBE_L2) -> Method:
@@ -94,34 +113,38 @@ def with_probe(method: Method, num_classes: int, l2: float = PROBE_L2) -> Method
     return dataclasses.replace(method, epoch_end=hook)
 
 
-def run_dataset(tag: str, splits, methods, seeds, epochs: int, out_path: str, progress: bool = True,
-                optimizer: OptimizerConfig = OPTIMIZER) -> dict:
-    """Trains every method on one dataset; returns what :func:`train_runs` returns."""
-    runs = [run for name in methods for run in expand(name, splits[0].modalities)]
-    return train_runs(tag, splits, runs, seeds, epochs, out_path, progress, optimizer)
+def run_dataset(base: RunConfig, methods, out_path: str | None, overwrite: bool = False) -> dict:
+    """Trains every method on ``base``'s dataset and seeds; returns what :func:`train_runs` returns."""
+    runs = {label: (fields, None) for name in methods for label, fields in expand(name, modalities_of(base)).items()}
+    return train_runs(base, runs, out_path, overwrite)
 
 
-def train_runs(tag: str, splits, runs, seeds, epochs: int, out_path: str | None, progress: bool = True,
-               optimizer: OptimizerConfig = OPTIMIZER, hparams: dict | None = None) -> dict:
-    """Trains ``(label, method)`` runs (all seeds of one run vmapped) with the probe logged every epoch.
+def train_runs(base: RunConfig, runs: dict[str, tuple[dict, Callable[[Method], Method] | None]],
+               out_path: str | None, overwrite: bool = False) -> dict:
+    """Trains labelled runs (all seeds of one run vmapped) with the probe logged every epoch.
 
     Args:
-      hparams: ``{label: overrides}`` applied to every seed of that run (e.g. ``{"frozen": {"alpha": 20.0}}``).
+      base: the dataset, seeds, model, optimiser and loop every run shares.
+      runs: ``{label: (RunConfig fields, wrap)}``: the fields (``method``, ``method_options``,
+        ``hparams``) replace ``base``'s; ``wrap`` (or ``None``) changes the registry's method.
+      out_path: run folders go to ``<out_path>/<label>`` (``None``: no files).
+      overwrite: replace runs an earlier invocation left there.
 
     Returns:
       ``{label: {"test": per-seed test metrics with probe/<m>, "val": per-seed validation metrics of the
       reported epoch, "curves": {m: [R, E] val probe accuracy},
       "scores": {m: [R, E] mean train score/<m>} (methods that log one, e.g. OGM-GE)}}``.
     """
-    modalities = splits[0].modalities
     results = {}
-    for label, method in runs:
-        cfg = TrainConfig(epochs=epochs, batch_size=BATCH_SIZE, select="last", checkpoint_every=0,
-                          progress=progress)
-        overrides = (hparams or {}).get(label)
-        res = fit(with_probe(method, splits[0].num_classes), splits, seeds, MODEL, optimizer, cfg,
-                  hparams=[overrides] * len(seeds) if overrides else None,
-                  run_dir=f"{out_path}/{tag}/{label}" if out_path else None)
+    for label, (fields, wrap) in runs.items():
+        def build(cfg, splits, wrap=wrap):
+            method = registry_method(cfg, splits)
+            return with_probe(wrap(method) if wrap else method, splits.num_classes)
+
+        cfg = dataclasses.replace(base, name=label, **fields)
+        (program,) = train(cfg, f"{out_path}/{label}" if out_path else None, build=build,
+                           data_options=loader_options(cfg), overwrite=overwrite)
+        res, modalities = program.fit, program.splits[0].modalities
         last = res.history[-1]
         test = [{**t, **{f"probe/{m}": last[f"probe/test/{m}"][r] for m in modalities
                          if f"probe/test/{m}" in last}} for r, t in enumerate(res.test)]
@@ -207,53 +230,50 @@ def plot(results: dict, modalities, path: str, title: str) -> None:
     save_figure(fig, path)
 
 
-def load_avdigits(seeds):
-    """avdigits splits per seed, or ``None`` (with a printed reason) when the recordings are absent."""
+def avdigits_available() -> bool:
+    """Whether the FSDD recordings are found (else prints why avdigits is skipped)."""
+    from jaxmm.data.avdigits import find_recordings
+
     try:
-        return [load_dataset("avdigits", s, cache_dir=str(default_cache_dir())) for s in seeds]
+        find_recordings(None)
+        return True
     except FileNotFoundError as e:
         print(f"\nskipping avdigits: {e}")
-        return None
+        return False
 
 
 def main(argv=None) -> dict:
     """Command-line entry: trains, prints the tables, writes figures, ``results.json`` and ``summary.md``."""
-    p = argparse.ArgumentParser(prog="jaxmm experiment imbalance", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = experiment_parser("imbalance", __doc__, epochs=None)
     p.add_argument("--methods", default=None,
                    help=f"comma-separated registered methods (default: those of {list(DEFAULT_METHODS)} registered)")
-    p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="small")
-    p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs (both datasets)")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default=OPTIMIZER.name,
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default=BASE.optimizer.name,
                    help="adam (default) or sgd with momentum 0.9 (the GeWu-Lab protocols' optimiser)")
-    p.add_argument("--lr", type=float, default=OPTIMIZER.lr)
+    p.add_argument("--lr", type=float, default=BASE.optimizer.lr)
     p.add_argument("--datasets", default="synthetic,avdigits", help="subset of synthetic,avdigits")
-    p.add_argument("--out-dir", default="runs")
     p.add_argument("--figure-dir", default=None, help="also copy the figures there (e.g. docs/figures)")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     methods = resolve_methods(args.methods, available())
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = list(args.seeds)
     proto = PROTOCOLS[args.protocol]
     datasets = parse_names(args.datasets, ("synthetic", "avdigits"), "dataset")
-    out = output_dir(args.out_dir, "imbalance")
+    out = output_dir(args.out_dir, "imbalance", args.overwrite)
     timer = Timer()
     sections, summary = {}, {"args": vars(args), "methods": methods, "seeds": seeds, "datasets": {}}
     config = imbalance.ImbalanceConfig()
+    optimizer = dataclasses.replace(BASE.optimizer, name=args.optimizer, lr=args.lr)
     for tag in datasets:
-        if tag == "synthetic":
-            splits = [imbalance.splits(s, config, proto["sizes"]) for s in seeds]
-            epochs = args.epochs or proto["epochs"]
-            bayes = {"+".join(ms): imbalance.bayes_accuracy(config, ms)
-                     for ms in (("strong",), ("weak",), ("strong", "weak"))}
-        else:
-            splits, epochs, bayes = load_avdigits(seeds), args.epochs or proto["avdigits_epochs"], None
-            if splits is None:
-                sections["avdigits"] = "skipped: FSDD recordings not found (see the printed message)."
-                continue
-        modalities = splits[0].modalities
-        results = run_dataset(tag, splits, methods, seeds, epochs, out.path,
-                              optimizer=dataclasses.replace(OPTIMIZER, name=args.optimizer, lr=args.lr))
+        if tag == "avdigits" and not avdigits_available():
+            sections["avdigits"] = "skipped: FSDD recordings not found (see the printed message)."
+            continue
+        epochs = args.epochs or proto["epochs" if tag == "synthetic" else "avdigits_epochs"]
+        base = configure(BASE, seeds=seeds, epochs=epochs, overrides=args.set, optimizer=optimizer,
+                         **dataset(tag, proto, config))
+        bayes = None if tag == "avdigits" else {"+".join(ms): imbalance.bayes_accuracy(config, ms)
+                                                for ms in (("strong",), ("weak",), ("strong", "weak"))}
+        modalities = modalities_of(base)
+        results = run_dataset(base, methods, f"{out.path}/{tag}", args.overwrite)
         text = table(results, modalities)
         if bayes:
             text += "\n\nBayes-optimal accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in bayes.items())

@@ -31,7 +31,6 @@ chosen per run on validation, for methods with a ``lam``).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import traceback
 
@@ -39,7 +38,8 @@ import jax
 import numpy as np
 
 from jaxmm.experiments import _pid
-from jaxmm.experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
+from jaxmm.experiments._common import (Timer, configure, experiment_parser, finish, mean_std_table, output_dir, parse,
+                                       parse_names, pyplot, save_figure)
 from jaxmm.data.registry import load_dataset
 from jaxmm.data.synthetic import pid_xor
 from jaxmm.methods import available, get_method
@@ -47,8 +47,8 @@ from jaxmm.metrics import pid
 from jaxmm.metrics.classification import probe_report
 from jaxmm.models.multimodal import MLPModelConfig
 from jaxmm.train.batching import stack_runs
-from jaxmm.train.config import OptimizerConfig, TrainConfig
-from jaxmm.train.loop import fit
+from jaxmm.train.config import OptimizerConfig, RunConfig, TrainConfig
+from jaxmm.train.runs import run as train
 
 METHODS = {  # shown name -> (registry name, options)
     "vanilla": ("vanilla", {}),
@@ -63,7 +63,10 @@ MODEL_NEEDS = {"mmcosine": {"unimodal_hidden": ()}}  # its heads are the class-w
 P_SYN = (0.1, 0.2, 0.4)
 KMEANS_BINS = 8
 AVDIGITS_MODEL = MLPModelConfig(encoder_hidden=(128, 64), fusion_hidden=(64,))
-AVDIGITS_OPT = OptimizerConfig(name="adam", lr=1e-3, weight_decay=0.0)
+TRAIN = TrainConfig(batch_size=64, select="best", checkpoint_every=0, progress=False)
+PID_XOR = RunConfig(dataset="pid_xor", optimizer=_pid.BASE.optimizer, train=TRAIN)
+AVDIGITS = RunConfig(dataset="avdigits", model=AVDIGITS_MODEL, train=TRAIN,
+                     optimizer=OptimizerConfig(name="adam", lr=1e-3, weight_decay=0.0))
 COLUMNS = {"acc": "acc", "acc/source/syn": "syn-source acc", "acc/source/u1": "u1-source acc",
            "acc/source/red": "red-source acc", "synergy": "synergy (heads)", "synergy/probe": "synergy (probes)"}
 
@@ -134,47 +137,49 @@ def kmeans_pid(train) -> pid.PID:
     return pid.pid_from_samples(*codes, np.asarray(train.label, np.int64))
 
 
-def run_method(name: str, datasets: dict, model_cfg, opt_cfg, epochs: int, lams) -> dict:
-    """Trains every dataset (× λ) of one method as one vmapped program.
+def run_method(name: str, base: RunConfig, lams) -> dict:
+    """Trains every dataset point and seed (× λ) of one method as one vmapped program.
 
     Args:
       name: shown method name.
-      datasets: key -> ``(seed, DatasetSplits)``; all splits equally sized.
-      model_cfg, opt_cfg: model and optimiser.
-      epochs: training epochs (the validation-best epoch is kept).
+      base: the dataset (PID-XOR compositions swept as ``dataset_options.probs``), seeds, model,
+        optimiser and epochs (the validation-best epoch is kept).
       lams: λ candidates for methods with a ``lam`` hyper-parameter, chosen per key on validation.
 
     Returns:
-      key -> test metrics of the chosen run, with the probe metrics (``acc/probe/<m>``, ``synergy/probe``)
-      on the encoder features (the ``features`` of the method's evaluation pass, per modality).
+      ``(composition or dataset name, seed)`` -> test metrics of the chosen run, with the probe metrics
+      (``acc/probe/<m>``, ``synergy/probe``) on the encoder features (the ``features`` of the method's
+      evaluation pass, per modality).
     """
     registry_name, options = METHODS.get(name, (name, {}))
-    if registry_name == "dmil":  # its modules read the encoder width; methods.md §3.3: ~1/3 of the epochs per stage
-        options = {"feature_width": model_cfg.encoder_hidden[-1], "stage_epochs": (epochs // 3, epochs // 3),
-                   **options}
+    epochs, width = base.train.epochs, base.model.encoder_hidden[-1]
+    if registry_name == "dmil":  # its modules read the encoder width; the DMIL paper gives no stage lengths
+        options = {"feature_width": width, "stage_epochs": (epochs // 3, epochs // 3), **options}  # a third each
     method = get_method(registry_name, **options)
-    model_cfg = dataclasses.replace(model_cfg, **MODEL_NEEDS.get(registry_name, {}))
-    lams = list(lams) if lams and "lam" in method.hparams else [None]
-    grid = [(key, lam) for key in datasets for lam in lams]
-    result = fit(method, [datasets[k][1] for k, _ in grid], [datasets[k][0] for k, _ in grid], model_cfg, opt_cfg,
-                 TrainConfig(epochs=epochs, batch_size=64, select="best", checkpoint_every=0, progress=False),
-                 hparams=[{} if lam is None else {"lam": lam} for _, lam in grid])
+    sweep = dict(base.sweep)
+    if lams and "lam" in method.hparams:
+        sweep["hparams.lam"] = list(lams)
+    cfg = dataclasses.replace(base, name=name, method=registry_name, method_options=dict(options), sweep=sweep,
+                              model=dataclasses.replace(base.model, **MODEL_NEEDS.get(registry_name, {})))
+    (program,) = train(cfg, None)
+    result, splits = program.fit, program.splits
+    keys = [(tuple(p["dataset_options.probs"]) if "dataset_options.probs" in p else cfg.dataset, s)
+            for p, s in zip(program.points, program.seeds)]
     state = result.state._replace(params=result.params, method_state=result.method_state)
-    splits = [datasets[k][1] for k, _ in grid]
-    train, test = stack_runs([s.train for s in splits]), stack_runs([s.test for s in splits])
+    train_split, test = stack_runs([s.train for s in splits]), stack_runs([s.test for s in splits])
     feats_train, feats_test = ({m: v for m, v in result.trainer.outputs(state, split, 4096).features.items()
-                                if m in splits[0].train.modalities} for split in (train, test))
+                                if m in splits[0].train.modalities} for split in (train_split, test))
     pred_test, _ = result.trainer.predict(state, test, 4096)
     out = {}
-    for key in datasets:
-        best = max((i for i, (k, _) in enumerate(grid) if k == key), key=lambda i: result.val[i]["acc"])
+    for key in dict.fromkeys(keys):
+        best = max((i for i, k in enumerate(keys) if k == key), key=lambda i: result.val[i]["acc"])
         probes = probe_report(pred_test[best], test.label[best], {m: f[best] for m, f in feats_train.items()},
-                              train.label[best], {m: f[best] for m, f in feats_test.items()})
-        out[key] = {**result.test[best], **probes, "lam": grid[best][1]}
+                              train_split.label[best], {m: f[best] for m, f in feats_test.items()})
+        out[key] = {**result.test[best], **probes, "lam": program.points[best].get("hparams.lam")}
     return out
 
 
-def run_all(methods, datasets: dict, model_cfg, opt_cfg, epochs, lams) -> tuple[dict, dict]:
+def run_all(methods, base: RunConfig, lams) -> tuple[dict, dict]:
     """:func:`run_method` for every method; a method that fails is reported and skipped.
 
     Returns:
@@ -184,7 +189,7 @@ def run_all(methods, datasets: dict, model_cfg, opt_cfg, epochs, lams) -> tuple[
     for m in methods:
         timer = Timer()
         try:
-            results[m] = run_method(m, datasets, model_cfg, opt_cfg, epochs, lams)
+            results[m] = run_method(m, base, lams)
             print(f"{m}: done in {timer.seconds:.0f} s", flush=True)
         except Exception as exc:  # one broken method must not lose the others' results
             failed[m] = "".join(traceback.format_exception_only(exc)).strip()
@@ -235,43 +240,42 @@ def plot(results: dict, points, seeds, path: str, title: str) -> None:
     save_figure(fig, path)
 
 
-def parse(argv):
-    """The command line: (args, methods, seeds, λ candidates)."""
-    p = argparse.ArgumentParser(prog="jaxmm experiment interactions", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv):
+    """The command line: (args, methods, λ candidates)."""
+    p = experiment_parser("interactions", __doc__, epochs=None)
     p.add_argument("--methods", default="", help="comma-separated (default: every listed method that is registered)")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="small")
     p.add_argument("--datasets", default="pid_xor,avdigits", help="pid_xor and/or avdigits")
     p.add_argument("--p-syn", default=",".join(map(str, P_SYN)), help="synergy fractions of the PID-XOR compositions")
-    p.add_argument("--seeds", default="0,1,2")
-    for name in ("width", "epochs", "avdigits_epochs"):
+    for name in ("width", "avdigits_epochs"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, help="default: the protocol's")
     p.add_argument("--lams", help="λ candidates (default: the protocol's; empty: the method defaults)")
-    p.add_argument("--out-dir", default="runs")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     for k, v in PROTOCOLS[args.protocol].items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     parse_names(args.datasets, ("pid_xor", "avdigits"), "dataset")
     lams = [float(v) for v in args.lams.split(",") if v]
-    return args, resolve_methods(args.methods), [int(s) for s in args.seeds.split(",")], lams
+    return args, resolve_methods(args.methods), lams
 
 
 def main(argv=None) -> None:
     """Command-line entry: runs the methods, prints and writes the tables, the figure and results.json."""
-    args, methods, seeds, lams = parse(argv)
-    out = output_dir(args.out_dir, f"interactions-{args.protocol}")
+    args, methods, lams = parse_args(argv)
+    seeds = list(args.seeds)
+    out = output_dir(args.out_dir, f"interactions-{args.protocol}", args.overwrite)
     timer = Timer()
     tables, record, pids = {}, {"args": vars(args), "methods": methods, "failed": {}}, {}
     if "pid_xor" in args.datasets.split(","):
         points = _pid.target_points([float(s) for s in args.p_syn.split(",")])
-        data = {(pt, s): (s, pid_xor.splits(s, pt)) for pt in points for s in seeds}
-        model = dataclasses.replace(_pid.model_config(args.width), detach_unimodal=False)
-        results, record["failed"]["pid_xor"] = run_all(methods, data, model, _pid.OPTIMIZER, args.epochs, lams)
+        base = configure(PID_XOR, seeds=seeds, epochs=args.epochs, overrides=args.set,
+                         model=dataclasses.replace(_pid.model_config(args.width), detach_unimodal=False),
+                         sweep={"dataset_options.probs": points})
+        results, record["failed"]["pid_xor"] = run_all(methods, base, lams)
         for pt in points:
             tables[f"PID-XOR p_syn={pt[3]:g} (p_u1={pt[0]:g}, p_red={pt[2]:g})"] = metric_table(
                 results, [(pt, s) for s in seeds], COLUMNS)
-            estimates = [pid_xor_dataset_pid(pt, s, data[(pt, s)][1].train) for s in seeds]
+            estimates = [pid_xor_dataset_pid(pt, s, pid_xor.splits(s, pt).train) for s in seeds]
             for codes in ("generator", "kmeans"):
                 pids[f"PID-XOR p_syn={pt[3]:g} ({codes})"] = [e[codes] for e in estimates]
         record["pid_xor"] = {m: {f"{k[0]}|seed={k[1]}": v for k, v in r.items()} for m, r in results.items()}
@@ -280,19 +284,19 @@ def main(argv=None) -> None:
                  f"PID-XOR, width {args.width}, {args.epochs} epochs, seeds {seeds}")
     if "avdigits" in args.datasets.split(","):
         try:
-            data = {("avdigits", s): (s, load_dataset("avdigits", s)) for s in seeds}
+            data = {s: load_dataset("avdigits", s) for s in seeds}
         except FileNotFoundError as exc:
             print(f"avdigits skipped: its recordings are not available ({exc})")
             data = None
         if data:
-            results, record["failed"]["avdigits"] = run_all(methods, data, AVDIGITS_MODEL, AVDIGITS_OPT,
-                                                            args.avdigits_epochs, lams)
-            mods = data[("avdigits", seeds[0])][1].train.modalities
+            base = configure(AVDIGITS, seeds=seeds, epochs=args.avdigits_epochs, overrides=args.set)
+            results, record["failed"]["avdigits"] = run_all(methods, base, lams)
+            mods = data[seeds[0]].train.modalities
             columns = {"acc": "acc", **{f"acc/{m}": f"{m} head" for m in mods},
                        **{f"acc/probe/{m}": f"{m} probe" for m in mods},
                        "synergy": "synergy (heads)", "synergy/probe": "synergy (probes)"}
-            tables["avdigits"] = metric_table(results, list(data), columns)
-            pids["avdigits (kmeans)"] = [kmeans_pid(split.train) for _, split in data.values()]
+            tables["avdigits"] = metric_table(results, [("avdigits", s) for s in seeds], columns)
+            pids["avdigits (kmeans)"] = [kmeans_pid(split.train) for split in data.values()]
             record["avdigits"] = {m: {f"seed={k[1]}": v for k, v in r.items()} for m, r in results.items()}
     tables["PID of the datasets (bits)"] = pid_table(pids)
     record["pid"] = {row: [e._asdict() for e in per_seed] for row, per_seed in pids.items()}

@@ -28,17 +28,19 @@ first) and the image in that of the weak one; the table gives both gaps.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import functools
 import shutil
+from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmm.experiments._common import Timer, finish, mean_std_table, output_dir, parse_names, pyplot, save_figure
-from jaxmm.experiments.imbalance import OPTIMIZER, PROTOCOLS, load_avdigits, train_runs
+from jaxmm.experiments._common import (Timer, configure, experiment_parser, finish, mean_std_table, output_dir, parse,
+                                       parse_names, pyplot, save_figure)
+from jaxmm.experiments.imbalance import BASE, PROTOCOLS, avdigits_available, dataset, train_runs
 from jaxmm.data.synthetic import imbalance
-from jaxmm.methods import Method, get_method
+from jaxmm.methods import Method
 
 FROZEN_ALPHA = 20.0
 ALPHAS = (0.3, 0.8, 2.0, 5.0)  # BalanceBenchmark 0.3, official CREMA-D 0.8, and stronger
@@ -77,21 +79,22 @@ def slowing(method: Method, modality: str) -> Method:
     return dataclasses.replace(method, terms=terms)
 
 
-def controlled_runs(weak: str, strong: str) -> tuple[list[tuple[str, Method]], dict]:
-    """The runs on one dataset and their hyper-parameter overrides.
+def controlled_runs(weak: str, strong: str) -> dict[str, tuple[dict, Callable[[Method], Method] | None]]:
+    """The runs on one dataset: ``{label: (RunConfig fields, wrap of the registry's method or None)}``.
 
     ``unimodal[<m>]`` references, ``vanilla``, OGM-GE at every α of
     :data:`ALPHAS` (``ogm_ge α=0.8`` is the official setting), plain OGM,
     OGM-GE always slowing ``strong`` and ``strong``'s encoder frozen.
     """
-    alphas = {f"ogm_ge α={a:g}": a for a in ALPHAS}
-    runs = [(f"unimodal[{m}]", get_method("unimodal", modality=m)) for m in (weak, strong)]
-    runs += [("vanilla", get_method("vanilla"))] + [(label, get_method("ogm_ge")) for label in alphas]
-    runs += [("ogm (no noise)", get_method("ogm_ge", generalization=False)),
-             (f"ogm_ge[slow {strong}]", slowing(get_method("ogm_ge"), strong)),
-             (f"frozen {strong}", slowing(get_method("ogm_ge", generalization=False), strong))]
-    hparams = {label: {"alpha": a} for label, a in alphas.items()} | {f"frozen {strong}": {"alpha": FROZEN_ALPHA}}
-    return runs, hparams
+    slow = functools.partial(slowing, modality=strong)
+    runs = {f"unimodal[{m}]": ({"method": "unimodal", "method_options": {"modality": m}}, None) for m in (weak, strong)}
+    runs["vanilla"] = ({"method": "vanilla"}, None)
+    runs.update({f"ogm_ge α={a:g}": ({"method": "ogm_ge", "hparams": {"alpha": a}}, None) for a in ALPHAS})
+    plain = {"method": "ogm_ge", "method_options": {"generalization": False}}
+    runs["ogm (no noise)"] = (plain, None)
+    runs[f"ogm_ge[slow {strong}]"] = ({"method": "ogm_ge"}, slow)
+    runs[f"frozen {strong}"] = ({**plain, "hparams": {"alpha": FROZEN_ALPHA}}, slow)
+    return runs
 
 
 def leading_share(scores: dict, modality: str) -> list[float]:
@@ -158,29 +161,28 @@ def plot(panels: dict, path: str) -> None:
 
 def main(argv=None) -> dict:
     """Command-line entry: runs the controlled comparisons, prints the tables, writes a figure and ``summary.md``."""
-    p = argparse.ArgumentParser(prog="jaxmm experiment ogm-ge-diagnosis", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--epochs", type=int, default=PROTOCOLS["small"]["epochs"])
+    p = experiment_parser("ogm-ge-diagnosis", __doc__, epochs=PROTOCOLS["small"]["epochs"])
     p.add_argument("--datasets", default="synthetic,avdigits", help="subset of synthetic,avdigits")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                    help="sgd with momentum 0.9 (default: OGM-GE's optimiser) or adam, whose per-coordinate "
                         "normalisation cancels a slowly varying gradient scale k")
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--out-dir", default="runs")
     p.add_argument("--figure-dir", default=None, help="also save the figure there (e.g. docs/figures)")
-    args = p.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    args = parse(p, argv)
+    seeds = list(args.seeds)
     datasets = parse_names(args.datasets, ("synthetic", "avdigits"), "dataset")
-    out = output_dir(args.out_dir, "ogm_ge_diagnosis")
-    optimizer = dataclasses.replace(OPTIMIZER, name=args.optimizer, lr=args.lr)
+    out = output_dir(args.out_dir, "ogm_ge_diagnosis", args.overwrite)
+    optimizer = dataclasses.replace(BASE.optimizer, name=args.optimizer, lr=args.lr)
     timer = Timer()
     sections, panels, summary = {}, {}, {"args": vars(args), "results": {}}
+
+    def run_on(tag: str, fields: dict, weak: str, strong: str) -> dict:
+        base = configure(BASE, seeds=seeds, epochs=args.epochs, overrides=args.set, optimizer=optimizer, **fields)
+        return train_runs(base, controlled_runs(weak, strong), f"{out.path}/{tag}", args.overwrite)
+
     if "synthetic" in datasets:
         for task, config in TASKS.items():
-            splits = [imbalance.splits(s, config, PROTOCOLS["small"]["sizes"]) for s in seeds]
-            runs, hparams = controlled_runs("weak", "strong")
-            res = train_runs(task, splits, runs, seeds, args.epochs, out.path, optimizer=optimizer, hparams=hparams)
+            res = run_on(task, dataset("synthetic", PROTOCOLS["small"], config), "weak", "strong")
             bayes = {m: imbalance.bayes_accuracy(config, (m,)) for m in imbalance.MODALITIES}
             text = table(res, imbalance.MODALITIES, "weak") + "\n\nBayes alone: " + \
                 ", ".join(f"{m} {v:.3f}" for m, v in bayes.items()) + \
@@ -189,18 +191,14 @@ def main(argv=None) -> dict:
             summary["results"][task] = res
             panels[f"synthetic ({task}): ogm_ge"] = res[OFFICIAL]
             print(f"\nsynthetic, {task} task — accuracy over seeds {seeds}\n{text}")
-    if "avdigits" in datasets:
-        splits = load_avdigits(seeds)
-        if splits is not None:
-            runs, hparams = controlled_runs("image", "audio")
-            res = train_runs("avdigits", splits, runs, seeds, args.epochs, out.path, optimizer=optimizer,
-                             hparams=hparams)
-            text = table(res, splits[0].modalities, "image") + \
-                f"\n\nα selected by validation accuracy: {selected_alpha(res)}"
-            sections["avdigits"] = text
-            summary["results"]["avdigits"] = res
-            panels["avdigits (val = 1 held-out speaker): ogm_ge"] = res[OFFICIAL]
-            print(f"\navdigits — accuracy over seeds {seeds}\n{text}")
+    if "avdigits" in datasets and avdigits_available():
+        res = run_on("avdigits", dataset("avdigits", PROTOCOLS["small"]), "image", "audio")
+        text = table(res, ("audio", "image"), "image") + \
+            f"\n\nα selected by validation accuracy: {selected_alpha(res)}"
+        sections["avdigits"] = text
+        summary["results"]["avdigits"] = res
+        panels["avdigits (val = 1 held-out speaker): ogm_ge"] = res[OFFICIAL]
+        print(f"\navdigits — accuracy over seeds {seeds}\n{text}")
     if panels:
         figure = out.file("ogm_ge_diagnosis.png")
         plot(panels, figure)

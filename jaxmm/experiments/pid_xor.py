@@ -47,7 +47,7 @@ def plot_sources(histories: dict, methods, path: str, title: str) -> None:
     fig, axes = plt.subplots(1, len(methods), figsize=(3.8 * len(methods), 3.2), squeeze=False, sharey=True)
     for ax, m in zip(axes[0], methods):
         hist = histories[m]
-        epochs = [h["epoch"] + 1 for h in hist]
+        epochs = [h["epoch"] for h in hist]
         for color, source in zip(("C0", "C2", "C3"), ("u1", "red", "syn")):
             for split, style in (("trainset", "-"), ("val", "--")):
                 key = f"{split}/acc/source/{source}"
@@ -65,10 +65,11 @@ def plot_sources(histories: dict, methods, path: str, title: str) -> None:
 
 def main(argv=None) -> None:
     """Command-line entry: sweeps the compositions, prints tables, writes figures and a summary."""
-    args, methods, points, seeds = _pid.parse("jaxmm experiment pid-xor", __doc__, METHODS, argv)
-    out = output_dir(args.out_dir, f"pid-xor-{args.points}")
+    args, methods, points = _pid.parse_args("jaxmm experiment pid-xor", __doc__, METHODS, argv)
+    seeds = args.seeds
+    out = output_dir(args.out_dir, f"pid-xor-{args.points}", args.overwrite)
     timer = Timer()
-    acc, syn_acc, chosen, histories = _pid.sweep(methods, points, seeds, args, out.path)
+    acc, syn_acc, chosen, histories = _pid.sweep(methods, points, args, out.path)
     tables = _pid.level_tables(methods, points, {"Synergy-source test accuracy": syn_acc,
                                                  "Fusion test accuracy": acc})
     tables["λ_kl chosen by validation"] = "\n".join(

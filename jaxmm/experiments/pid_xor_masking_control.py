@@ -35,10 +35,10 @@ def plot_vs_syn(acc: dict, syn_acc: dict, methods, points, path: str) -> None:
 
 def main(argv=None) -> None:
     """Command-line entry."""
-    args, methods, points, seeds = _pid.parse("jaxmm experiment pid-xor-masking-control", __doc__, METHODS, argv)
-    out = output_dir(args.out_dir, f"pid-xor-masking-control-{args.points}")
+    args, methods, points = _pid.parse_args("jaxmm experiment pid-xor-masking-control", __doc__, METHODS, argv)
+    out = output_dir(args.out_dir, f"pid-xor-masking-control-{args.points}", args.overwrite)
     timer = Timer()
-    acc, syn_acc, _, _ = _pid.sweep(methods, points, seeds, args, out.path)
+    acc, syn_acc, _, _ = _pid.sweep(methods, points, args, out.path)
     tables = _pid.level_tables(methods, points, {"Fusion test accuracy": acc, "Synergy-source test accuracy": syn_acc})
     plot_vs_syn(acc, syn_acc, methods, points, out.file("masking_control.png"))
     for title, table in tables.items():

@@ -74,7 +74,8 @@ class TrainConfig:
       patience: stop once no run improved for this many epochs (0: never stop early).
       eval_train: also evaluate the training split every epoch (per-source dynamics).
       checkpoint_every: save a checkpoint every this many epochs (0: never).
-      progress: show a tqdm progress bar.
+      progress: show progress: a tqdm bar on a terminal, one line per epoch when standard
+        output is not one (CI logs, files).
       augment_frames: modalities whose ``uint8 [..., H, W, 3]`` frames get a
         per-frame RandomResizedCrop + horizontal flip in every training batch
         (the GeWu-Lab train transform; evaluation sees the frames unchanged).
@@ -82,6 +83,15 @@ class TrainConfig:
         ``divergence_factor`` times above its start or best (:mod:`jaxmm.train.divergence`):
         ``stop`` (an error naming the epoch and the runs), ``warn`` or ``ignore``.
       divergence_factor: how far the loss must rise to count as diverged (> 1).
+      tensorboard: write TensorBoard event files of every epoch record under
+        ``<run>/tensorboard/`` (:mod:`jaxmm.train.loggers`; needs a run folder).
+      wandb_project: log every epoch record to this Weights & Biases project (empty: no W&B;
+        needs ``pip install wandb``).
+      unimodal_reference: modality -> the accuracy that modality reaches trained alone, e.g.
+        ``{'audio': 0.62, 'visual': 0.55}`` from the ``test_summary.acc.mean`` of a
+        ``--method unimodal --set method_options.modality=audio`` run's ``results.json``.
+        Given, ``modalities.png`` adds each modality's utilisation (its validation accuracy /
+        reference) and gap (reference − accuracy) over epochs (classification only).
     """
 
     epochs: int = 100
@@ -96,8 +106,16 @@ class TrainConfig:
     augment_frames: tuple[str, ...] = ()
     on_divergence: str = "stop"
     divergence_factor: float = 100.0
+    tensorboard: bool = True
+    wandb_project: str = ""
+    unimodal_reference: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
+        bad = {m: a for m, a in self.unimodal_reference.items()
+               if not (isinstance(a, (int, float)) and 0 < a <= 1)}
+        if bad:
+            raise ValueError(f"train.unimodal_reference: give each modality's accuracy trained alone, in (0, 1]; "
+                             f"got {bad}")
         if self.on_divergence not in ON_DIVERGENCE:
             raise ValueError(f"train.on_divergence must be one of {ON_DIVERGENCE}, got {self.on_divergence!r}")
         if not self.divergence_factor > 1:
@@ -151,6 +169,18 @@ class RunConfig:
         self.seeds = seeds
         if not self.name or os.sep in self.name or self.name in (".", ".."):
             raise ValueError(f"name {self.name!r} must be a plain folder name (no '{os.sep}')")
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)`` (a :class:`RunConfig` checks the range and repeats).
+
+    Raises:
+      ValueError: not comma-separated integers.
+    """
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: give comma-separated non-negative integers, e.g. 0,1,2") from None
 
 
 def parse_value(text: str) -> Any:

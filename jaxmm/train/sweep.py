@@ -2,9 +2,10 @@
 
 A sweep maps dotted config fields to lists of values (``RunConfig.sweep``, or ``--sweep
 hparams.lam=0.1,1,10``). Values of vmappable fields (``hparams.<name>``, ``optimizer.lr``,
-``optimizer.weight_decay``) become per-run hyper-parameters of one vmapped program; every other
-field (``method_options.mask``, ``model.fusion``, …) needs a program of its own, one per
-combination of its values.
+``optimizer.weight_decay``) become per-run hyper-parameters of one vmapped program, and values of
+``dataset_options.<name>`` per-run data of it (each run loads its own splits; they must agree in
+shapes); every other field (``method_options.mask``, ``model.fusion``, …) needs a program of its
+own, one per combination of its values.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, Mapping, Sequence
 from jaxmm.train.config import apply_overrides, parse_value
 
 VMAPPABLE = {"optimizer.lr": "lr", "optimizer.weight_decay": "weight_decay"}
+DATA = "dataset_options."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Program:
       overrides: ``--set``-style overrides of the static values.
       seeds: the seed of every run (the config's seeds, repeated for every vmapped grid point).
       hparams: the hyper-parameters of every run.
+      dataset_options: the dataset options of every run (the config's, with the swept ones applied).
       points: the vmapped grid point of every run (``{key: value}``).
     """
 
@@ -33,6 +36,7 @@ class Program:
     overrides: tuple[str, ...]
     seeds: tuple[int, ...]
     hparams: tuple[dict, ...]
+    dataset_options: tuple[dict, ...]
     points: tuple[dict, ...]
 
 
@@ -62,7 +66,7 @@ def parse_sweep(item: str) -> tuple[str, list]:
 
 def is_vmappable(key: str) -> bool:
     """Whether a swept field varies per run inside one program."""
-    return key.startswith("hparams.") or key in VMAPPABLE
+    return key.startswith(("hparams.", DATA)) or key in VMAPPABLE
 
 
 def programs(config, sweep: Mapping[str, Sequence[Any]]) -> list[Program]:
@@ -90,8 +94,12 @@ def programs(config, sweep: Mapping[str, Sequence[Any]]) -> list[Program]:
         out.append(Program(
             tag=",".join(f"{k}={v}" for k, v in values.items()), overrides=overrides,
             seeds=tuple(seed for seed, _ in runs),
-            hparams=tuple({**dict(program_config.hparams), **{_hparam(k): float(v) for k, v in point.items()}}
+            hparams=tuple({**dict(program_config.hparams),
+                           **{_hparam(k): float(v) for k, v in point.items() if not k.startswith(DATA)}}
                           for _, point in runs),
+            dataset_options=tuple({**program_config.dataset_options,
+                                   **{k.removeprefix(DATA): v for k, v in point.items() if k.startswith(DATA)}}
+                                  for _, point in runs),
             points=tuple(point for _, point in runs)))
     return out
 

@@ -48,13 +48,10 @@ def test_method_resolution():
         assert E.resolve_methods(None, ["unimodal", "vanilla", "redreg"]) == ["vanilla", "unimodal", "redreg"]
 
 
-def test_avdigits_is_skipped_with_a_message_when_absent(monkeypatch, capsys):
-    def missing(*args, **kwargs):
-        raise FileNotFoundError("FSDD recordings not found")
-
-    monkeypatch.setattr(E, "load_dataset", missing)
-    assert E.load_avdigits([0]) is None
-    assert "skipping avdigits: FSDD recordings not found" in capsys.readouterr().out
+def test_avdigits_is_skipped_with_a_message_when_absent(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("JAXMM_FSDD_DIR", str(tmp_path))
+    assert E.avdigits_available() is False
+    assert f"skipping avdigits: JAXMM_FSDD_DIR={tmp_path} holds no" in capsys.readouterr().out
 
 
 def test_smoke_run_writes_table_figure_and_json(tmp_path, monkeypatch, capsys):
@@ -68,6 +65,11 @@ def test_smoke_run_writes_table_figure_and_json(tmp_path, monkeypatch, capsys):
     for f in ("summary.md", "results.json", "imbalance_synthetic.png"):
         assert (run / f).stat().st_size > 0
     assert (tmp_path / "imbalance_synthetic.png").exists()
+    config = json.loads((run / "synthetic" / "vanilla" / "config.json").read_text())  # each run records its config
+    assert config["dataset"] == "imbalance" and config["dataset_options"]["sizes"]["train"] == 200
+    assert config["train"]["epochs"] == 1 and config["seeds"] == [0]
+    with pytest.raises(FileExistsError, match="pass --overwrite"):  # a second invocation keeps the first's results
+        E.main(["--methods", "vanilla", "--seeds", "0", "--datasets", "synthetic", "--out-dir", str(tmp_path)])
     res = json.loads((run / "results.json").read_text())["datasets"]["synthetic"]
     assert set(res["results"]) == {"vanilla", "ensemble"}
     assert res["bayes"]["strong+weak"] == pytest.approx(0.9132, abs=1e-4)

@@ -66,13 +66,13 @@ def test_method_list_defaults_and_errors(monkeypatch, capsys):
     with pytest.raises(SystemExit, match="not registered"):
         interactions.resolve_methods("not-yet")
     with pytest.raises(SystemExit, match="unknown dataset"):
-        interactions.parse(["--datasets", "mnist"])
+        interactions.parse_args(["--datasets", "mnist"])
 
 
 def test_tiny_run_tables_ensemble_synergy_and_probes(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(interactions.METHODS, "no-heads", ("vanilla", {"unimodal_heads": False}))
 
-    def missing(name, seed):
+    def missing(name, seed, **options):
         raise FileNotFoundError("no recordings in /nowhere")
 
     monkeypatch.setattr(interactions, "load_dataset", missing)

@@ -124,3 +124,16 @@ def test_differences_list_dotted_fields():
     a, b = RunConfig(), apply_overrides(RunConfig(), ["optimizer.lr=0.01", "hparams.lam=2", "train.epochs=5"])
     assert differences(a, b) == ["hparams.lam: '<unset>' -> 2.0", "optimizer.lr: 0.001 -> 0.01", "train.epochs: 100 -> 5"]
     assert differences(a, RunConfig()) == []
+
+
+def test_unimodal_reference_is_a_dict_of_accuracies():
+    cfg = apply_overrides(RunConfig(), ["train.unimodal_reference={'audio': 0.62, 'visual': 1}",
+                                        "train.tensorboard=False", "train.wandb_project=jaxmm"])
+    assert cfg.train.unimodal_reference == {"audio": 0.62, "visual": 1.0}
+    assert isinstance(cfg.train.unimodal_reference["visual"], float)
+    assert (cfg.train.tensorboard, cfg.train.wandb_project) == (False, "jaxmm")
+    with pytest.raises(ValueError, match=r"^train.unimodal_reference: give each modality's accuracy trained alone, "
+                                         r"in \(0, 1\]; got \{'audio': 62\}$"):
+        TrainConfig(unimodal_reference={"audio": 62})
+    with pytest.raises(ValueError, match="train.unimodal_reference"):
+        apply_overrides(RunConfig(), ["train.unimodal_reference=0.6"])
