@@ -211,23 +211,32 @@ def _cmd_prepare(args) -> None:
 
 
 def _cmd_experiment(args) -> None:
-    if args.name not in EXPERIMENTS:
-        raise SystemExit(f"unknown experiment {args.name!r}; available: {', '.join(EXPERIMENTS)}")
     module = importlib.import_module(EXPERIMENTS[args.name])
     module.main(args.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``jaxmm`` command."""
-    parser = argparse.ArgumentParser(prog="jaxmm", description=__doc__)
+    """The argument parser of the ``jaxmm`` command (its help lists the registered methods, datasets,
+    protocols and experiments)."""
+    from jaxmm.data.registry import DATASETS
+    from jaxmm.methods import available
+    from jaxmm.train.protocols import PROTOCOLS
+
+    methods, datasets = ", ".join(available()), ", ".join(DATASETS)
+    parser = argparse.ArgumentParser(
+        prog="jaxmm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"methods: {methods}\ndatasets: {datasets}\nprotocols: {', '.join(PROTOCOLS)}\n"
+               f"experiments: {', '.join(EXPERIMENTS)}\n\n'jaxmm COMMAND --help' shows a command's options.")
     parser.add_argument("--version", action="version", version=f"jaxmm {_version()}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     methods = sub.add_parser("methods", help="list registered methods with their options and hyper-parameters")
     sub.add_parser("datasets", help="list registered datasets and what each needs on disk")
     train = sub.add_parser("train", help="train a method on a dataset (one vmapped run per seed)")
-    train.add_argument("--method", help="registered method (required unless --config sets it or --resume)")
-    train.add_argument("--dataset", help="registered dataset (required unless --config sets it or --resume)")
+    train.add_argument("--method", help=f"registered method, one of {methods} or a --plugin's (required unless "
+                                        "--config sets it or --resume)")
+    train.add_argument("--dataset", choices=list(DATASETS), metavar="DATASET",
+                       help=f"registered dataset, one of {datasets} (required unless --config sets it or --resume)")
     train.add_argument("--seeds", help="comma-separated model/data seeds, e.g. 0,1,2 (default 0)")
     train.add_argument("--name", help="run name (default <method>-<dataset>)")
     train.add_argument("--out-dir", help="folder of the run folders (default runs)")
@@ -241,9 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a config field, e.g. optimizer.lr=3e-4, method_options.mask=learned, "
                             "dataset_options.alpha=0.8, hparams.lam=10, train.epochs=50 (repeatable)")
-    train.add_argument("--protocol", help="start from a named protocol's model, optimiser and loop "
-                                           "(jaxmm.train.protocols: crema_d, crema_d_inforeg, crema_d_mmpareto, "
-                                           "crema_d_dnr, kinetics_sounds); --set overrides apply after it")
+    train.add_argument("--protocol", choices=PROTOCOLS, metavar="PROTOCOL",
+                       help=f"start from a named protocol's model, optimiser and loop, one of {', '.join(PROTOCOLS)}; "
+                            "--set overrides apply after it")
     train.add_argument("--resume", action="store_true",
                        help="continue the run from its newest checkpoint, with its own config.json (only "
                             "train.epochs, train.patience and how progress is shown may change)")
@@ -255,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "jaxmm.methods.register; repeatable). Installed packages can instead "
                                   "declare a 'jaxmm.methods' entry point")
     prepare = sub.add_parser("prepare", help="preprocess a file-backed dataset into the cache used by train")
-    prepare.add_argument("dataset")
+    prepare.add_argument("dataset", choices=list(DATASETS), metavar="DATASET", help=f"one of {datasets}")
     prepare.add_argument("--seeds", default="0", help="as for train (only avdigits' cache depends on the seed)")
     prepare.add_argument("--set", action="append", metavar="KEY=VALUE",
                          help="as for train; the dataset_options.* ones select the cache, e.g. "
@@ -265,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--cache-dir", help="preprocessing cache folder (default: $JAXMM_CACHE_DIR or "
                                                  "~/.cache/jaxmm)")
     exp = sub.add_parser("experiment", help=f"reproduce a paper figure: {', '.join(EXPERIMENTS)}")
-    exp.add_argument("name")
+    exp.add_argument("name", choices=list(EXPERIMENTS), metavar="NAME", help=f"one of {', '.join(EXPERIMENTS)}")
     exp.add_argument("rest", nargs=argparse.REMAINDER, help="the experiment's own options (see NAME --help)")
     return parser
 
