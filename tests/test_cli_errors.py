@@ -42,6 +42,7 @@ CASES = [
     (["--seeds=-1"], "seeds must be non-negative integers"),
     (["--set", "train.select_metric=acc/nope"], "train.select_metric='acc/nope' is not a validation metric"),
     (["--out-dir", "afile"], "--out-dir afile is a file"),
+    (["--out-dir", "afile/sub"], "--out-dir afile/sub is not writable (Not a directory)"),
     (["--out-dir", "runs", "--name", "old"], "already holds a run; pass --resume to continue it, --overwrite"),
     (["--out-dir", "runs", "--name", "busy"], "is in use by process"),
     (["--out-dir", "runs", "--name", "old", "--resume", "--set", "optimizer.lr=0.1"],
