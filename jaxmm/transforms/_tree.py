@@ -101,25 +101,6 @@ def keep_groups(labels: Labels, tree: Any, groups: Sequence[str]) -> Any:
     )
 
 
-def vdot(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Float32 inner product of two same-shaped tensors (or pytrees)."""
-    return optax.tree.vdot(optax.tree.cast(a, jnp.float32), optax.tree.cast(b, jnp.float32))
-
-
-def sq_norm(a: jax.Array) -> jax.Array:
-    """Float32 squared Euclidean norm of a tensor (or pytree)."""
-    return optax.tree.norm(optax.tree.cast(a, jnp.float32), squared=True)
-
-
-def orthogonal_complement(d: jax.Array, g: jax.Array, eps: float = 1e-12) -> jax.Array:
-    """Component of ``d`` orthogonal to ``g``: ``d − ⟨d, g⟩ / (‖g‖² + eps) · g`` (float32).
-
-    For ``g ≡ 0`` this is ``d`` itself (the inner product vanishes).
-    """
-    d32, g32 = d.astype(jnp.float32), g.astype(jnp.float32)
-    return d32 - (vdot(d32, g32) / (sq_norm(g32) + eps)) * g32
-
-
 def global_norm(leaves: Sequence[jax.Array]) -> jax.Array:
     """Float32 Euclidean norm of a list of tensors taken together."""
     return optax.tree.norm(optax.tree.cast(list(leaves), jnp.float32)).astype(jnp.float32)

@@ -34,12 +34,14 @@ the weight there, and the group's update is zero.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmm import kernels
 from jaxmm._checks import check_choice
 from jaxmm.transforms import _common, _tree
 
@@ -209,17 +211,12 @@ def mmpareto(
             num_terms = flat_terms[members[0]].shape[0]
             _common.check(max(idx) < num_terms, _NAME,
                           f"`group_terms[{group!r}]` = {idx} but `term_grads` has {num_terms} terms.")
-            per_leaf = [flat_terms[i][jnp.asarray(idx)].astype(jnp.float32).reshape(len(idx), -1)
-                        for i in members]
-            gram = sum(x @ x.T for x in per_leaf)
-            w = pareto_weights(gram, conflict_check=conflict_check, max_iters=max_iters, tol=tol)
-            weights[group] = w
-            for i, x in zip(members, per_leaf):
-                g_sum = flat[i]
-                h = (len(idx) * (w @ x)).reshape(g_sum.shape)
-                h_norm, sum_norm = jnp.sqrt(_tree.sq_norm(h)), jnp.sqrt(_tree.sq_norm(g_sum))
-                ratio = jnp.where(h_norm > 0, sum_norm / jnp.where(h_norm > 0, h_norm, 1.0), 1.0)
-                out[i] = (scale * h * jnp.maximum(1.0, ratio)).astype(g_sum.dtype)
+            combine = kernels.pareto_update if kernels.enabled("pareto_update") else kernels.pareto_update_reference
+            new, weights[group] = combine(
+                [flat_terms[i][jnp.asarray(idx)] for i in members], [flat[i] for i in members],
+                functools.partial(pareto_weights, conflict_check=conflict_check, max_iters=max_iters, tol=tol), scale)
+            for i, leaf in zip(members, new):
+                out[i] = leaf
         return _tree.unflatten(updates, out), MMParetoState(weights)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

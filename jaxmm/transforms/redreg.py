@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmm import kernels
+
 from jaxmm.transforms import _common, _tree
 
 _NAME = "redreg"
@@ -159,14 +161,16 @@ def redreg(
         beta = suppression_strength(confidence, indicator, threshold=threshold, kappa=kappa)
         beta = jnp.where(gate, beta, 0.0)
 
-        def suppress(label, g, theta, theta0):
-            if label not in index:
-                return g
-            drift = theta.astype(jnp.float32) - theta0.astype(jnp.float32)
-            d_perp = _tree.orthogonal_complement(drift, g)
-            return (g.astype(jnp.float32) + beta[index[label]] * d_perp).astype(g.dtype)
-
-        new_updates = _tree.map_labelled(suppress, labels, updates, params, snapshot)
-        return new_updates, RedRegState(epoch, snapshot, beta)
+        flat = _tree.flatten(updates, updates)
+        chosen = [(i, index[lab]) for i, lab in enumerate(_tree.leaf_labels(labels, updates)) if lab in index]
+        if chosen:
+            project = (kernels.orthogonal_update if kernels.enabled("orthogonal_update")
+                       else kernels.orthogonal_update_reference)
+            flat_params, flat_snapshot = _tree.flatten(params, updates), _tree.flatten(snapshot, updates)
+            new = project([flat[i] for i, _ in chosen], [flat_params[i] for i, _ in chosen],
+                          [flat_snapshot[i] for i, _ in chosen], beta[jnp.asarray([m for _, m in chosen])])
+            for (i, _), leaf in zip(chosen, new):
+                flat[i] = leaf
+        return _tree.unflatten(updates, flat), RedRegState(epoch, snapshot, beta)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
