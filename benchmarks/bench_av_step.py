@@ -118,9 +118,12 @@ def jax_step_runner(args: argparse.Namespace, batch: dict[str, np.ndarray], dtyp
 def torch_step_runner(
     args: argparse.Namespace, batch: dict[str, np.ndarray], amp_dtype, device: torch.device
 ) -> Callable[[], torch.Tensor]:
-    """Builds the PyTorch reference on ``device``; returns a closure running one step."""
+    """Builds the PyTorch reference on ``device`` (compiled with ``torch.compile`` under ``--torch-compile``);
+    returns a closure running one step."""
     model = build_torch_av_model(args.num_classes).to(device)
     opt = make_torch_optimizer(model, lr=LEARNING_RATE)
+    if args.torch_compile:  # the optimiser holds the parameters; the compiled module shares them
+        model = torch.compile(model)
     device_batch = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
     return functools.partial(torch_train_step, model, opt, device_batch, amp_dtype=amp_dtype)
 
@@ -130,6 +133,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_protocol_args(parser, steps=50, warmup=5)
     parser.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["fp32", "bf16"])
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="time PyTorch with torch.compile instead of eager (the warm-up steps compile)")
     parser.add_argument(
         "--out", type=pathlib.Path, default=None, help="JSON path (default: results/av_step_<device>.json)"
     )
