@@ -129,14 +129,42 @@ def corrupt_all(model, batch: Batch, values, ctx, cfg: MaskingConfig, valid):
     return corrupted, new_state, rates
 
 
-def counterfactual_logits(model, values, corrupted, cfg: MaskingConfig, return_trunk: bool = False):
-    """Fused logits with each modality corrupted in turn: leading axis = modality."""
-    forward = pure(model, lambda mod, v: fused_from_values(mod, v, cfg, return_trunk))
-    return counterfactual_outputs(forward, values, corrupted)
+def clean_features_reusable(model, cfg: MaskingConfig) -> bool:
+    """Whether the counterfactual passes may reuse the clean pass's encoder features.
+
+    True at ``level="input"`` unless the model holds an active ``nnx.Dropout``: re-encoding a clean
+    input then returns its clean-pass feature (train-mode BatchNorm normalises the same clean batch
+    either way), assuming, as the model protocol says, ``encode(inputs)[m] == encode_one(m,
+    inputs[m])``. With dropout the official code's re-encoding draws new masks, so that form is
+    kept. At ``level="latent"`` the passes encode nothing.
+    """
+    if cfg.level != "input":
+        return False
+    return not any(isinstance(m, nnx.Dropout) and m.rate > 0 and not m.deterministic
+                   for _, m in nnx.iter_modules(model))
+
+
+def counterfactual_logits(model, values, corrupted, cfg: MaskingConfig, return_trunk: bool = False,
+                          features=None):
+    """Fused logits with each modality corrupted in turn: leading axis = modality.
+
+    Args:
+      features: the clean pass's encoder features, to reuse for the clean modalities (only encode
+        the corrupted one, then fuse); ``None``: every pass encodes all its (partly corrupted) inputs.
+    """
+    if features is None:
+        forward = pure(model, lambda mod, v: fused_from_values(mod, v, cfg, return_trunk))
+        return counterfactual_outputs(forward, values, corrupted)
+    encoded = {m: pure(model, lambda mod, x, m=m: mod.encode_one(m, x))(x) for m, x in corrupted.items()}
+    fuse = pure(model, lambda mod, f: mod.fuse(f, return_trunk=return_trunk))
+    return counterfactual_outputs(fuse, features, encoded)
 
 
 def clean_and_counterfactual(model, batch: Batch, ctx, cfg: MaskingConfig, return_trunk: bool = False):
     """The clean forward pass and the vmapped counterfactual passes of one step.
+
+    At the input level each counterfactual pass encodes only its corrupted modality and reuses
+    the clean features of the others where that is exact (:func:`clean_features_reusable`).
 
     Returns:
       (clean :class:`ModelOutput`, counterfactual fused logits ``[M, B, K]`` (with the
@@ -146,5 +174,6 @@ def clean_and_counterfactual(model, batch: Batch, ctx, cfg: MaskingConfig, retur
     out = model(batch.inputs)
     values = clean_values(batch, cfg, out.features)
     corrupted, state, rates = corrupt_all(model, batch, values, ctx, cfg, batch.meta.get("valid"))
-    cf = counterfactual_logits(model, values, corrupted, cfg, return_trunk)
+    reuse = out.features if clean_features_reusable(model, cfg) else None
+    cf = counterfactual_logits(model, values, corrupted, cfg, return_trunk, features=reuse)
     return out, cf, list(corrupted), state, rates

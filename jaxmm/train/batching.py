@@ -15,17 +15,27 @@ from jaxmm.data.readers import frames
 from jaxmm.data.types import ArrayDataset, Batch
 
 
+def _stack(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.stack``, or a read-only broadcast view (no copy) when every run holds the same array object."""
+    if all(a is arrays[0] for a in arrays):
+        return np.broadcast_to(arrays[0], (len(arrays), *np.shape(arrays[0])))
+    return np.stack(arrays)
+
+
 def stack_runs(datasets: Sequence[ArrayDataset]) -> Batch:
-    """Stacks one dataset per run into a host :class:`Batch` with leading axes ``[R, N]``."""
+    """Stacks one dataset per run into a host :class:`Batch` with leading axes ``[R, N]``.
+
+    An array that every run shares (the same object) becomes a read-only broadcast view.
+    """
     first = datasets[0]
     for d in datasets[1:]:
         if len(d) != len(first) or d.modalities != first.modalities:
             raise ValueError(f"runs of one grid need equally sized splits with the same modalities; "
                              f"{first.name} has {len(first)} examples of {first.modalities}, "
                              f"{d.name} has {len(d)} of {d.modalities}")
-    stack = lambda get: {k: np.stack([get(d)[k] for d in datasets]) for k in get(first)}
+    stack = lambda get: {k: _stack([get(d)[k] for d in datasets]) for k in get(first)}
     n = len(first)
-    return Batch(inputs=stack(lambda d: d.inputs), label=np.stack([d.label for d in datasets]),
+    return Batch(inputs=stack(lambda d: d.inputs), label=_stack([d.label for d in datasets]),
                  index=np.broadcast_to(np.arange(n, dtype=np.int32), (len(datasets), n)),
                  meta=stack(lambda d: d.meta))
 

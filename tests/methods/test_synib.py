@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from jaxmm.data.types import Batch
 from jaxmm.losses import bernoulli_kl_to_half
@@ -105,3 +106,40 @@ def test_bad_options():
     model, batch, ctx = _setup(method)
     with pytest.raises(ValueError, match="mask/x0"):
         method.terms(model, batch._replace(meta={"valid": batch.meta["valid"]}), ctx)
+
+
+def _loss_and_grads(method, model, batch, ctx):
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def loss(p):
+        terms = method.terms(nnx.merge(graphdef, p, rest, copy=True), batch, ctx)
+        weights = method.term_weights(ctx)
+        return sum(weights[k] * jnp.mean(v) for k, v in terms.losses.items())
+
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+
+@pytest.mark.parametrize("name, options", [
+    ("synib", {"mask": "oracle"}), ("synib", {"mask": "random", "fill": "shuffle"}),
+    ("synib", {"mask": "learned", "learned_steps": 3}), ("synib", {"mask": "random", "reference": "gaussian"}),
+    ("synib", {"mask": "random", "reference": "unimodal"}), ("masking_control", {"mask": "random"})])
+def test_reusing_clean_features_gives_the_reencoded_loss_and_gradients(name, options, monkeypatch):
+    method = get_method(name, **options)
+    model, batch, ctx = _setup(method)
+    assert _masking.clean_features_reusable(model, _masking.masking_config(options["mask"], "noise", "input"))
+    loss, grads = _loss_and_grads(method, model, batch, ctx)
+    monkeypatch.setattr(_masking, "clean_features_reusable", lambda model, cfg: False)  # every pass re-encodes
+    ref_loss, ref_grads = _loss_and_grads(method, model, batch, ctx)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads, ref_grads)
+
+
+def test_active_dropout_keeps_the_official_reencoding():
+    method = get_method("synib", mask="random")
+    cfg = _masking.masking_config("random", "noise", "input")
+    model = make_model(method, DIMS, 1, MLPModelConfig(encoder_hidden=(8,), fusion_hidden=(8,), dropout=0.3))
+    assert not _masking.clean_features_reusable(model, cfg)
+    model.eval()  # deterministic dropout: reuse is exact again
+    assert _masking.clean_features_reusable(model, cfg)
+    latent = _masking.masking_config("random", "noise", "latent")
+    assert not _masking.clean_features_reusable(make_model(method, DIMS, 1, MLPModelConfig()), latent)

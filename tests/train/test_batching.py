@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from jaxmm.data.readers import frames
-from jaxmm.data.types import Batch
-from jaxmm.train.batching import augment_frames, batches, check_augmented
+from jaxmm.data.types import ArrayDataset, Batch
+from jaxmm.train.batching import augment_frames, batches, check_augmented, stack_runs
 
 
 def _stacked(runs=2, n=6, t=2, side=12):
@@ -45,3 +45,13 @@ def test_check_augmented_names_the_problem():
         check_augmented(data, ("video",))
     with pytest.raises(ValueError, match=r"'audio' must be uint8 frames"):
         check_augmented(data, ("audio",))
+
+
+def test_stack_runs_shares_an_array_every_run_holds_instead_of_copying_it():
+    shared, own = np.arange(12.0).reshape(6, 2), [np.full((6, 2), float(r)) for r in range(3)]
+    datasets = [ArrayDataset(inputs={"a": shared, "b": own[r]}, label=np.zeros(6, np.int32), num_classes=2)
+                for r in range(3)]
+    data = stack_runs(datasets)
+    assert np.shares_memory(data.inputs["a"], shared) and not data.inputs["a"].flags.writeable
+    np.testing.assert_array_equal(data.inputs["a"], np.stack([shared] * 3))
+    np.testing.assert_array_equal(data.inputs["b"], np.stack(own))

@@ -14,7 +14,6 @@ import os
 import warnings
 
 import numpy as np
-from scipy import signal
 from scipy.io import wavfile
 
 from jaxmm.data.readers.validate import DataFormatError
@@ -64,6 +63,8 @@ def resample(x: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     if orig_rate == target_rate:
         return x.astype(np.float32)
     g = math.gcd(int(orig_rate), int(target_rate))
+    from scipy import signal  # imported when needed: 0.7 s of every jaxmm start otherwise
+
     return signal.resample_poly(x, target_rate // g, orig_rate // g).astype(np.float32)
 
 
@@ -93,6 +94,8 @@ def stft(x: np.ndarray, n_fft: int, hop_length: int, *, center: bool = True,
         x = np.pad(x, n_fft // 2, mode=pad_mode)
     if len(x) < n_fft:
         raise ValueError(f"signal of {len(x)} samples is shorter than n_fft={n_fft}")
+    from scipy import signal
+
     window = signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
     frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop_length]
     return np.fft.rfft(frames * window, axis=-1).T.astype(np.complex64)

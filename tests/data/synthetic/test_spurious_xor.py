@@ -51,3 +51,26 @@ def test_alpha_above_one_is_a_deterministic_shortcut():
     d = jax.device_get(spurious_xor.generate(jax.random.key(0), 100, 2.0))
     expected = np.broadcast_to(1.3 * 2.0 * (2 * d["y"][:, None] - 1), (100, 6))
     np.testing.assert_allclose(d["x0"][:, 4:10], expected, rtol=1e-6)
+
+
+def _reference_generate(key, n, alpha):
+    """The operation-by-operation jax form of the generator (each operation rounded on its own)."""
+    import jax.numpy as jnp
+
+    k_bits, k_x0, k_x1, k_s0, k_s1, k_spur = jax.random.split(key, 6)
+    bits = jax.random.bernoulli(k_bits, 0.5, (n, 2)).astype(jnp.int32)
+    y = bits[:, 0] ^ bits[:, 1]
+    sign = 2.0 * bits - 1.0
+    x0 = jax.random.normal(k_x0, (n, 64)).at[:, :4].set(2.2 * sign[:, :1] + 0.55 * jax.random.normal(k_s0, (n, 4)))
+    x1 = jax.random.normal(k_x1, (n, 64)).at[:, :4].set(2.2 * sign[:, 1:] + 0.55 * jax.random.normal(k_s1, (n, 4)))
+    noise_weight = jnp.sqrt(jnp.maximum(0.0, 1.0 - jnp.asarray(alpha, jnp.float32) ** 2))
+    spur = alpha * (2.0 * y[:, None] - 1.0) + noise_weight * jax.random.normal(k_spur, (n, 6))
+    return jax.device_get({"x0": x0.at[:, 4:10].set(1.3 * spur), "x1": x1, "y": y, "bits": bits})
+
+
+@pytest.mark.parametrize("n, alpha", [(300, 0.0), (120, 0.2), (300, 0.6), (257, 1.0), (50, 2.0)])
+def test_generate_is_bit_identical_to_the_operation_by_operation_jax_form(n, alpha):
+    key = jax.random.key(n)
+    got, want = spurious_xor.generate(key, n, alpha), _reference_generate(key, n, alpha)
+    for k, v in want.items():
+        assert got[k].dtype == v.dtype and np.array_equal(got[k], v), k
