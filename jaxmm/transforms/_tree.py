@@ -9,8 +9,8 @@ these helpers skip them (their label is ``None``) and flatten the other trees
 (parameters, snapshots, extra args) *up to* the updates' structure, so extra
 args may be passed either masked or whole.
 
-The per-tensor algebra (dot products, norms, projections) runs in float32 and
-the results are cast back to each leaf's own dtype.
+Norms run in float32; the per-tensor projections of RedReg and MMPareto live beside their
+Pallas kernels in :mod:`jaxmm.kernels` (float32 algebra, results in each leaf's own dtype).
 """
 from __future__ import annotations
 
