@@ -15,6 +15,8 @@ EXPERIMENTS = {
     "imbalance": "jaxmm.experiments.imbalance",
     "ogm-ge-diagnosis": "jaxmm.experiments.ogm_ge_diagnosis",
     "interactions": "jaxmm.experiments.interactions",
+    "multibench": "jaxmm.experiments.multibench",
+    "btw-regression": "jaxmm.experiments.btw_regression",
 }
 
 

@@ -47,12 +47,18 @@ class ModelConfig:
         :mod:`jaxmm.models.encoders`); modalities not named get ``mlp``.
       layouts: modality -> input layout of a ResNet encoder (default ``auto``:
         inferred from the example shape, see :func:`~jaxmm.models.resnet.visual_layout`).
+      encoder_options: modality -> keyword options of its encoder kind (sequence encoders:
+        widths, layers, padding rule; see :mod:`jaxmm.models.encoders`).
+      projection: width of a per-modality projection (Linear → ReLU → Linear) appended to every
+        encoder, BTW's ``ModalProjection``; 0: none.
       encoder_hidden: hidden widths of each ``mlp`` encoder (its output width is the last).
       fusion: ``concat``, ``sum``, ``film`` or ``gated`` (:mod:`jaxmm.models.fusion`).
         ``sum`` adds one Linear per modality straight to the logits (OGM-GE's
         ``sum``, so ``fusion_hidden`` must be empty); the others feed an MLP head.
       fusion_width: width of the fused vector (``gated`` projections); ``None``: natural width.
       fusion_condition: modality that conditions ``film``/``gated`` (``None``: the first).
+      fusion_options: keyword options of the fusion module (e.g. the MoE cross encoder's
+        experts and layers, see :mod:`jaxmm.models.fusion`).
       fusion_hidden: hidden widths of the fused head on the fused vector (empty: one Linear).
       unimodal_hidden: hidden widths of each unimodal head (empty: one Linear).
       dropout: dropout rate of the MLP encoders and heads.
@@ -69,10 +75,13 @@ class ModelConfig:
 
     encoders: dict = dataclasses.field(default_factory=dict)
     layouts: dict = dataclasses.field(default_factory=dict)
+    encoder_options: dict = dataclasses.field(default_factory=dict)
+    projection: int = 0
     encoder_hidden: Sequence[int] = (16,)
     fusion: str = "concat"
     fusion_width: int | None = None
     fusion_condition: str | None = None
+    fusion_options: dict = dataclasses.field(default_factory=dict)
     fusion_hidden: Sequence[int] = (32,)
     unimodal_hidden: Sequence[int] = ()
     dropout: float = 0.0
