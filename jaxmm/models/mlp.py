@@ -12,7 +12,7 @@ INITS = ("torch", "lecun", "xavier")
 xavier_normal = nnx.initializers.variance_scaling(1.0, "fan_avg", "normal")
 
 
-def linear(in_features: int, out_features: int, *, init: str = "torch", dtype=None,
+def linear(in_features: int, out_features: int, *, init: str = "torch", dtype=None, use_bias: bool = True,
            rngs: nnx.Rngs) -> nnx.Linear:
     """A Linear layer initialised like PyTorch's ``nn.Linear``, the GeWu-Lab ``weight_init`` or Flax.
 
@@ -21,17 +21,19 @@ def linear(in_features: int, out_features: int, *, init: str = "torch", dtype=No
     train noticeably faster from it than from LeCun-normal weights with zero biases.
     ``init="xavier"``: Xavier-normal weights and zero biases, the official
     ``weight_init`` of the audio-visual protocol. ``init="lecun"``: Flax's default.
-    ``dtype`` is the computation dtype (parameters stay float32).
+    ``dtype`` is the computation dtype (parameters stay float32); ``use_bias=False`` drops the bias.
     """
     if init == "lecun":
-        return nnx.Linear(in_features, out_features, dtype=dtype, rngs=rngs)
+        return nnx.Linear(in_features, out_features, use_bias=use_bias, dtype=dtype, rngs=rngs)
     if init == "xavier":
-        return nnx.Linear(in_features, out_features, kernel_init=xavier_normal, dtype=dtype, rngs=rngs)
+        return nnx.Linear(in_features, out_features, kernel_init=xavier_normal, use_bias=use_bias, dtype=dtype,
+                          rngs=rngs)
     if init != "torch":
         raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
     bound = in_features ** -0.5
     uniform = lambda key, shape, dtype=jax.numpy.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-    return nnx.Linear(in_features, out_features, kernel_init=uniform, bias_init=uniform, dtype=dtype, rngs=rngs)
+    return nnx.Linear(in_features, out_features, kernel_init=uniform, bias_init=uniform, use_bias=use_bias,
+                      dtype=dtype, rngs=rngs)
 
 
 class MLP(nnx.Module):

@@ -2,8 +2,10 @@
 
 One class serves every protocol: a small MLP per modality for the synthetic
 benchmarks, two ResNet-18s (audio spectrogram, visual frames) for the GeWu-Lab
-audio-visual protocol, or any mix, with concatenation, sum, FiLM or gated fusion
-(:mod:`jaxmm.models.fusion`) under an MLP head. :class:`ModelConfig` names an
+audio-visual protocol, sequence encoders (Transformer, LSTM, GRU, SynIB's FactorCL)
+for ``[T, D]`` feature sequences such as MultiBench's (:mod:`jaxmm.models.sequence`),
+optionally each followed by BTW's projection, or any mix, with concatenation, sum,
+FiLM or gated fusion (:mod:`jaxmm.models.fusion`) under an MLP head. :class:`ModelConfig` names an
 encoder kind per modality (:mod:`jaxmm.models.encoders`).
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmm.models.encoders import DTYPES, ENCODER_KINDS, compute_dtype, make_encoder
+from jaxmm.models.encoders import DTYPES, ENCODER_KINDS, check_encoder_options, compute_dtype, make_encoder
 from jaxmm.models.fusion import FUSIONS, make_fusion
 from jaxmm.models.mlp import INITS, MLP
 
@@ -43,8 +45,9 @@ class ModelConfig:
     :func:`jaxmm.train.protocols.protocol` gives the audio-visual ones.
 
     Attributes:
-      encoders: modality -> encoder kind (``mlp``, ``audio``, ``visual``, see
-        :mod:`jaxmm.models.encoders`); modalities not named get ``mlp``.
+      encoders: modality -> encoder kind (``mlp``, ``audio``, ``visual``, ``transformer``,
+        ``lstm``, ``gru``, ``factorcl``, see :mod:`jaxmm.models.encoders`); modalities not
+        named get ``mlp``.
       layouts: modality -> input layout of a ResNet encoder (default ``auto``:
         inferred from the example shape, see :func:`~jaxmm.models.resnet.visual_layout`).
       encoder_options: modality -> keyword options of its encoder kind (sequence encoders:
@@ -103,6 +106,19 @@ class ModelConfig:
             raise ValueError(f"model.dtype: unknown compute dtype {self.dtype!r}; choose one of {sorted(DTYPES)}")
         if self.init not in INITS:
             raise ValueError(f"model.init: unknown init {self.init!r}; choose one of {INITS}")
+        if not isinstance(self.encoder_options, dict) or not all(
+                isinstance(m, str) and isinstance(o, dict) for m, o in self.encoder_options.items()):
+            raise ValueError("model.encoder_options must map modality names to dicts of encoder options, "
+                             f"got {self.encoder_options!r}")
+        for modality, options in self.encoder_options.items():
+            try:
+                check_encoder_options(self.encoders.get(modality, "mlp"), options)
+            except ValueError as error:
+                raise ValueError(f"model.encoder_options[{modality!r}]: {error}") from None
+        if not isinstance(self.projection, int) or isinstance(self.projection, bool) or self.projection < 0:
+            raise ValueError(f"model.projection must be an int >= 0 (0: no projection), got {self.projection!r}")
+        if not isinstance(self.fusion_options, dict):
+            raise ValueError(f"model.fusion_options must be a dict of keyword options, got {self.fusion_options!r}")
 
 
 MLPModelConfig = ModelConfig
@@ -147,7 +163,8 @@ class MultimodalClassifier(nnx.Module):
         self.encoders = nnx.Dict({
             m: make_encoder(config.encoders.get(m, "mlp"), _shape(shape), hidden=config.encoder_hidden,
                             dropout=config.dropout, init=config.init, dtype=dtype,
-                            bn_scale_std=config.bn_scale_std, layout=config.layouts.get(m, "auto"), rngs=rngs)
+                            bn_scale_std=config.bn_scale_std, layout=config.layouts.get(m, "auto"),
+                            options=config.encoder_options.get(m), projection=config.projection, rngs=rngs)
             for m, shape in input_shapes.items()
         })
         widths = {m: self.encoders[m].out_features for m in self.modalities}
@@ -155,10 +172,12 @@ class MultimodalClassifier(nnx.Module):
         fusion = fusion_head = None
         trunk_width = sum(widths.values())
         if fuse:
-            condition = {} if config.fusion_condition is None else {"condition": config.fusion_condition}
+            options = dict(config.fusion_options)
+            if config.fusion_condition is not None:
+                options["condition"] = config.fusion_condition
             direct = config.fusion == "sum"
             fusion = make_fusion(config.fusion, widths, num_outputs if direct else config.fusion_width,
-                                 rngs=rngs, **condition)
+                                 rngs=rngs, **options)
             if not direct:
                 fusion_head = MLP([fusion.out_features, *config.fusion_hidden, num_outputs], **head)
                 trunk_width = ([fusion.out_features, *config.fusion_hidden])[-1]

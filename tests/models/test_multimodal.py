@@ -143,8 +143,17 @@ def test_film_head_and_trunk_width():
     assert trunk.shape == (2, 7) and model.trunk_width == 7 and model.feature_widths == {"a": 3, "b": 3}
 
 
+def test_fusion_options_reach_the_fusion_module():
+    cfg = ModelConfig(fusion="film", encoder_hidden=(3,), fusion_options={"condition": "b"})
+    model = nnx.merge(*_abstract({"a": 2, "b": 2}, cfg))
+    assert (model.fusion.condition, model.fusion.conditioned) == ("b", "a")
+
+
 @pytest.mark.parametrize("change, match", [
-    ({"encoders": {"audio": "transformer"}}, "encoder kind"),
+    ({"encoders": {"audio": "rnn"}}, "encoder kind"),
+    ({"encoders": {"a": "lstm"}, "encoder_options": {"a": {"hiden": 4}}}, r"encoder_options\['a'\].*'hiden'"),
+    ({"projection": -1}, "projection"),
+    ({"fusion_options": ["experts"]}, "fusion_options"),
     ({"fusion": "attention"}, "fusion"),
     ({"dtype": "float16"}, "dtype"),
     ({"init": "he"}, "init"),
