@@ -11,7 +11,8 @@ import shutil
 import socket
 import warnings
 
-RUN_FILES = ("config.json", "metrics.jsonl", "results.json", "curves.png", "modalities.png", "method_logs.png")
+RUN_FILES = ("config.json", "metrics.jsonl", "results.json", "curves.png", "modalities.png", "method_logs.png",
+             "robustness.json", "robustness.png")
 RUN_FOLDERS = ("checkpoints", "tensorboard", "wandb")
 
 
