@@ -11,7 +11,9 @@ modality is
   and scales it per level, so level 0 is the clean input and the curves are smooth in the level.
 
 Each run is evaluated on its own split with its own train statistics; the results hold every run
-and their mean ± std. Noise goes on every entry, padded positions of a sequence included.
+and their mean ± std. Noise goes on the content of a sequence only: the padded steps of a sequence
+encoder's padding rule (``left``/``right``) and the flag channel of the ``mask`` rule stay as they
+are, so noise never turns padding into content (:mod:`jaxmm.models.sequence`).
 Integer inputs (``uint8`` frames) are rounded and clipped to their dtype after the fill or the noise.
 """
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
+from jaxmm.models.encoders import SEQUENCE_ENCODERS
+from jaxmm.models.sequence import split_valid
 from jaxmm.train.diagnostics import save_png
 from jaxmm.train.evaluate import LoadedRun
 from jaxmm.train.outputs import RunDir
@@ -70,6 +74,18 @@ def noised(x: np.ndarray, noise: np.ndarray, scale: float) -> np.ndarray:
     if scale == 0:
         return x
     return _cast(x.astype(np.float32) + np.float32(scale) * noise, x.dtype)
+
+
+def noise_support(x: np.ndarray, padding: str | None) -> np.ndarray:
+    """Where noise goes in ``x``: everywhere (``padding`` ``None`` or ``none``: not a masked sequence),
+    else the valid steps of the padding rule (``[N, T, 1]``; ``mask``: without the flag channel)."""
+    if padding in (None, "none"):
+        return np.ones((1,) * x.ndim, bool)
+    valid = np.asarray(split_valid(x, padding)[1])[..., None]
+    if padding == "mask":
+        channels = np.arange(x.shape[-1]) < x.shape[-1] - 1
+        return valid & channels
+    return valid
 
 
 def _cast(x: np.ndarray, dtype) -> np.ndarray:
@@ -181,12 +197,15 @@ def robustness(run: LoadedRun, *, levels: Sequence[float] = LEVELS, fill: str = 
         return np.asarray([run.task.report(p, d.label)[metric] for p, d in zip(pred, data)])
 
     clean = score({})
+    model = run.config.model
+    padding = {m: model.encoder_options.get(m, {}).get("padding", "left")
+               for m in run.modalities if model.encoders.get(m) in SEQUENCE_ENCODERS}
     noise, drop = {}, {}
     for k, m in enumerate(run.modalities):
         stats = [train_statistics(s.train.inputs[m]) for s in run.splits]
         drop[m] = score({m: [dropped(x, fill, mean) for x, (mean, _) in zip(inputs[m], stats)]})
         patterns = [np.random.default_rng([seed, r, k]).standard_normal(x.shape, np.float32)
-                    for r, x in enumerate(inputs[m])]
+                    * noise_support(x, padding.get(m)) for r, x in enumerate(inputs[m])]
         noise[m] = np.stack([score({m: [noised(x, z, level * std)
                                         for x, z, (_, std) in zip(inputs[m], patterns, stats)]}) for level in levels])
     return Robustness(metric, split, fill, levels, seed, clean, noise, drop)

@@ -124,3 +124,19 @@ def test_regression_curves_are_the_mae_of_the_changed_predictions():
 def test_bad_arguments_are_named(loaded, call, message):
     with pytest.raises(ValueError, match=message):
         call(loaded)
+
+
+def test_noise_support_keeps_sequence_padding_and_the_mask_flag():
+    from jaxmm.train.robustness import noise_support
+
+    x = np.zeros((2, 4, 3), np.float32)
+    x[0, 2:] = 1.0  # two left-padded steps
+    x[1, :] = 2.0
+    support = np.broadcast_to(noise_support(x, "left"), x.shape)
+    np.testing.assert_array_equal(support[0, :, 0], [False, False, True, True])
+    assert support[1].all()
+    flagged = np.concatenate([x[..., :2], (x[..., :1] != 0).astype(np.float32)], -1)
+    support = np.broadcast_to(noise_support(flagged, "mask"), x.shape)
+    np.testing.assert_array_equal(support[0], [[False] * 3, [False] * 3, [True, True, False], [True, True, False]])
+    assert np.broadcast_to(noise_support(x, "none"), x.shape).all()
+    assert np.broadcast_to(noise_support(x, None), x.shape).all()
