@@ -104,6 +104,7 @@ class EpochContext(NamedTuple):
         split (``[N, ...]``), for the same splits.
       param_labels: ``params -> group names`` the trainer routes the transform by (a modality name
         for its encoder's parameters).
+      task: the task (its loss reads the outputs and labels).
     """
 
     epoch: int
@@ -111,6 +112,7 @@ class EpochContext(NamedTuple):
     labels: Mapping[str, jax.Array]
     outputs: Mapping[str, ModelOutput]
     param_labels: Callable[[Any], Any] | None = None
+    task: Task = Task()
 
 
 def _never(epoch: int) -> bool:

@@ -1,14 +1,31 @@
 """BTW (Beyond Two-modality Weighting, EMNLP 2025 Findings): bi-level non-parametric fusion weights.
 
 Each (train example, modality) has a weight ``w_{i,m}``, refreshed by the ``epoch_end`` hook
-from the whole train split (:mod:`jaxmm.losses.btw`): the instance-level
-``KL(p^m_i ‖ p^mm_i)`` min-max normalised per modality, times the modality-level
+from the whole train split (:mod:`jaxmm.losses.btw`): the instance-level KL between the unimodal
+and the fused prediction min-max normalised per modality, times the modality-level
 ``I(ŷ^m; ŷ^mm)`` (KSG by default), smoothed across refreshes ``w ← s·w* + (1−s)·w`` with ``s``
-moved by ±``smooth_step`` from the validation loss (the code uses the test loss). Weights start
-at 1 [INF] and live in the method state, indexed by ``batch.index``. By default
+moved by ±``smooth_step`` from the validation task loss (the code uses the test loss). Weights
+start at 1 [INF] and live in the method state, indexed by ``batch.index``. By default
 (``apply="embedding"``, the official code) each modality's encoder feature is multiplied by its
-weight before fusion and the loss is the plain task CE; ``apply="loss"`` instead leaves fusion
-alone and adds ``Σ_m w_{i,m}·CE(ŷ^m_i, y_i)`` (the paper text's reading).
+weight before fusion and the loss is the plain task loss; ``apply="loss"`` instead leaves fusion
+alone and adds ``Σ_m w_{i,m}·ℓ(ŷ^m_i, y_i)`` (the paper text's reading).
+
+Both task kinds (``ModelSpec.tasks``):
+
+* classification: ``KL(p^m ‖ p^mm)`` (categorical, Bernoulli for one logit), degenerate
+  normalisation value 0;
+* regression (MOSI/MOSEI, one output): the Gaussian ``KL(N(ŷ^m, σ_p²) ‖ N(ŷ^mm, σ_q²))`` with
+  ``σ_p = 0.1`` and a constant ``σ_q = 1``, floored at 1e-5; degenerate value 1e-4; the MI by KSG
+  on the scalar predictions (floor 1e-5). The code fits ``log σ_q`` per example with an MLP ``V`` on the
+  fused hidden vector (d→128→64→1, re-trained for 10 epochs at every refresh); that MLP is not
+  implemented: its fitted ``σ_q`` stays near 1, the spec's accepted simplification.
+
+BTW's own model is the built-in classifier with ``ModelConfig(projection=128, fusion="moe",
+fusion_hidden=(128,))``: the projection ``Linear → ReLU → Linear`` after each encoder, so the
+weights multiply the projected embeddings as in the code, then the MoE cross encoder
+(:class:`jaxmm.models.fusion.MoEFusion`, which normalises with its own LayerNorms) and the fusion
+head in place of the code's SubNet (see the BTW documentation page). Use ``normalize=False`` with it: the extra LayerNorm below is a stand-in for that
+cross encoder on plain fusions.
 
 Our adaptations, which differ from the code:
 
@@ -19,13 +36,11 @@ Our adaptations, which differ from the code:
   the modality's mean train weight (kept in the method state: the per-example weights exist for
   train examples only); the same mean weights are used for validation and test examples
   (the code computes transductive weights for them from the current test predictions);
-* the fusion is the trainer's MLP on the concatenated features; as the official cross encoder
-  normalises what it fuses (LayerNorm), ``normalize=True`` (default) applies a LayerNorm over the
-  concatenated weighted features, so weights far below 1 change the modalities' relative emphasis
-  but do not shrink the fused input and its gradients (``normalize=False``: the un-normalised
-  fusion of earlier versions);
-* the classification trainer only: the Gaussian (regression) KL of the code is in
-  :func:`jaxmm.losses.btw.btw_kl` but has no method counterpart here.
+* with a plain fusion (concatenation under an MLP) the official cross encoder's normalisation is
+  missing, so ``normalize=True`` (default) applies a LayerNorm over the concatenated weighted
+  features: weights far below 1 change the modalities' relative emphasis but do not shrink the
+  fused input and its gradients (``normalize=False``: fuse the weighted features as they are, the
+  setting for the ``moe`` fusion).
 """
 from __future__ import annotations
 
@@ -35,7 +50,6 @@ import numpy as np
 from flax import nnx
 
 from jaxmm._checks import check_choice
-from jaxmm.losses import classification_loss
 from jaxmm.losses.btw import (
     COMBINES, MI_ESTIMATORS, btw_refresh_due, btw_schedule_init, btw_schedule_update,
     btw_smooth_weights, btw_target_weights)
@@ -83,10 +97,11 @@ def btw(apply: str = "embedding", combine: str = "kl+mi", mi_estimator: str = "k
 
     Args:
       apply: ``"embedding"`` (code, default: scale each modality's feature before fusion) or
-        ``"loss"`` (weight each modality's unimodal CE).
+        ``"loss"`` (weight each modality's unimodal task loss).
       combine: ``"kl+mi"`` (BTW) or ``"kl"`` (the BTW-kl ablation).
-      mi_estimator: ``"ksg"`` (the code's k-NN estimator, on the probability vectors) or
-        ``"plugin"`` (MI between predicted classes).
+      mi_estimator: ``"ksg"`` (the code's k-NN estimator, on the probability vectors, or on the
+        scalar predictions for regression) or ``"plugin"`` (MI between predicted classes;
+        classification only).
       k: KSG neighbours (sklearn's 3).
       refresh_every: refresh every this many epochs (MIMIC code 1, regression code 5).
       smooth: initial smoothing factor ``s`` (0.5).
@@ -98,11 +113,12 @@ def btw(apply: str = "embedding", combine: str = "kl+mi", mi_estimator: str = "k
       normalize: with ``apply="embedding"``, a LayerNorm over the concatenated weighted features
         before fusion, as the official cross encoder normalises (default); ``False``: fuse the
         weighted features as they are (``w* = k̃·I`` is mostly well below 1, which shrinks the
-        fused input and the encoders' gradients).
+        fused input and the encoders' gradients). Set ``False`` with BTW's own model
+        (``fusion="moe"``), which normalises itself.
       max_examples: size of the per-example weight table (at least the train split size).
 
-    Hyper-parameters (vmappable): ``lam_uni``, the weight of the unimodal heads' CE (weighted
-    by ``w`` with ``apply="loss"``).
+    Hyper-parameters (vmappable): ``lam_uni``, the weight of the unimodal heads' task loss
+    (weighted by ``w`` with ``apply="loss"``).
     """
     check_choice("apply", apply, APPLY, owner="btw")
     check_choice("combine", combine, COMBINES, owner="btw")
@@ -135,8 +151,8 @@ def btw(apply: str = "embedding", combine: str = "kl+mi", mi_estimator: str = "k
         return scaled_forward(model, inputs, weights, detach_heads=detach, normalize=norm)
 
     def refresh(run, context):
-        ms = run.state
-        val_loss = jnp.mean(classification_loss(context.outputs["val"].logits, context.labels["val"]))
+        ms, task = run.state, context.task
+        val_loss = jnp.mean(task.loss(context.outputs["val"].logits, context.labels["val"]))
         due = btw_refresh_due(context.epoch + 1, refresh_every)
         schedule = schedule0._replace(smooth=ms["smooth"], best_loss=ms["best_loss"])
         weights, mean_weights = ms["weights"], ms["mean_weights"]
@@ -148,7 +164,7 @@ def btw(apply: str = "embedding", combine: str = "kl+mi", mi_estimator: str = "k
                                  f"pass max_examples >= {n}.")
             key = jax.random.fold_in(jax.random.key(0), context.epoch)
             target = btw_target_weights([out.unimodal_logits[m] for m in out.unimodal_logits], out.logits,
-                                        combine=combine, mi_estimator=mi_estimator, k=k, key=key)
+                                        task=task.kind, combine=combine, mi_estimator=mi_estimator, k=k, key=key)
             if rescale:
                 target = target / jnp.maximum(jnp.mean(target), 1e-12)
             weights = weights.at[:n].set(btw_smooth_weights(weights[:n], target, schedule))
@@ -168,7 +184,8 @@ def btw(apply: str = "embedding", combine: str = "kl+mi", mi_estimator: str = "k
         term_weights=lambda ctx: {"ce": 1.0, "uni_ce": ctx.hparams["lam_uni"]},
         hparams={"lam_uni": 1.0},
         model=ModelSpec(fuse=True, unimodal_heads=True, extras=extras if norm else None,
-                        pieces=("encode", "fuse", "unimodal") + (("feature_widths",) if norm else ())),
+                        pieces=("encode", "fuse", "unimodal") + (("feature_widths",) if norm else ()),
+                        tasks=("classification", "regression")),
         forward=forward, init_state=init_state,
         epoch_end=EpochHook(refresh, reads=reads),
     )

@@ -23,6 +23,7 @@ head ``Linear(fusion.out_features, num_classes)`` on top of :class:`ConcatFusion
 :class:`FiLMFusion` or :class:`GatedFusion` gives OGM-GE's ``concat``, ``film`` and
 ``gated``; :class:`SumFusion` with ``out_features=num_classes`` is OGM-GE's ``sum``.
 Linear layers use the official ``weight_init``: Xavier-normal weights, zero bias.
+:class:`MoEFusion` is BTW's mixture-of-experts cross encoder (:mod:`jaxmm.models.moe`).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxmm.models.mlp import linear
+from jaxmm.models.moe import LAYER_NORM_EPS, CrossEncoderLayer
 
 Widths = tuple[tuple[str, int], ...]
 """``(modality name, feature width)`` pairs in modality order: each module's ``in_features``."""
@@ -257,7 +259,63 @@ class GatedFusion(nnx.Module):
         return gate * self.projections[self.conditioned](features[self.conditioned])
 
 
-FUSIONS = {"concat": ConcatFusion, "sum": SumFusion, "film": FiLMFusion, "gated": GatedFusion}
+class MoEFusion(nnx.Module):
+    """BTW's cross encoder: ``√d`` scale, sparse-MoE cross-encoder layers, per-modality LayerNorm, concat.
+
+    The official ``TransformerCrossEncoder`` (``JuneHou/Multimodal-Infomax-moe``): every modality's
+    ``d``-wide embedding is multiplied by ``√d``, passes ``num_layers``
+    :class:`~jaxmm.models.moe.CrossEncoderLayer` (depthwise-separable Conv1d block, sparse MoE with a
+    Laplace router per modality, feed-forward; see :mod:`jaxmm.models.moe`) and a final LayerNorm per
+    modality; the results are concatenated in the order of ``in_features``. BTW's SubNet (hidden 128)
+    is the classifier's fusion head on top. Works for any number of modalities.
+
+    Args:
+      in_features: modality name -> feature width; all widths must be equal (BTW projects every
+        modality to 128 first: ``ModelConfig.projection``).
+      out_features: ``None`` or ``M · d`` (the only possible width).
+      rngs: initialisation, and the ``dropout`` stream (routing noise and expert dropout in training).
+      num_layers: cross-encoder layers (BTW 2).
+      num_experts: experts of each layer's MoE (BTW 16).
+      top_k: experts per token (BTW 2).
+      expert_hidden: hidden width of every expert (BTW 768).
+      noisy_gating: learned Gaussian noise on the routing logits in training (code: on).
+      expert_dropout: dropout inside the experts in training (code 0.1).
+
+    Raises:
+      ValueError: for unequal widths, a bad ``out_features`` or bad MoE sizes.
+    """
+
+    def __init__(self, in_features: Mapping[str, int], out_features: int | None = None, *, rngs: nnx.Rngs,
+                 num_layers: int = 2, num_experts: int = 16, top_k: int = 2, expert_hidden: int = 768,
+                 noisy_gating: bool = True, expert_dropout: float = 0.1):
+        self.in_features = _check_in_features(in_features, "MoEFusion")
+        widths = {width for _, width in self.in_features}
+        if len(widths) != 1:
+            raise ValueError(f"MoEFusion: input widths differ ({dict(self.in_features)}); project every modality "
+                             "to one width first (ModelConfig.projection).")
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"MoEFusion: num_layers must be a positive int, got {num_layers!r}.")
+        self.width = widths.pop()
+        m = len(self.in_features)
+        if out_features not in (None, m * self.width):
+            raise ValueError(f"MoEFusion: out_features must be None or {m * self.width} "
+                             f"(modalities × width), got {out_features}.")
+        self.out_features = m * self.width
+        self.layers = nnx.List([
+            CrossEncoderLayer(m, self.width, num_experts=num_experts, top_k=top_k, hidden=expert_hidden,
+                              noisy_gating=noisy_gating, dropout=expert_dropout, rngs=rngs)
+            for _ in range(num_layers)])
+        self.norms = nnx.List([nnx.LayerNorm(self.width, epsilon=LAYER_NORM_EPS, rngs=rngs) for _ in range(m)])
+
+    def __call__(self, features: Mapping[str, jax.Array]) -> jax.Array:
+        """Returns ``[B, M · d]``."""
+        x = jnp.stack(_check_features(features, self.in_features, "MoEFusion")) * self.width ** 0.5
+        for layer in self.layers:
+            x = layer(x)
+        return jnp.concatenate([norm(t) for norm, t in zip(self.norms, x)], axis=-1)
+
+
+FUSIONS = {"concat": ConcatFusion, "sum": SumFusion, "film": FiLMFusion, "gated": GatedFusion, "moe": MoEFusion}
 """Fusion name -> module class, the names :func:`make_fusion` accepts."""
 
 
@@ -271,11 +329,12 @@ def make_fusion(
     """Builds a fusion module by name.
 
     Args:
-      name: one of ``"concat"``, ``"sum"``, ``"film"``, ``"gated"``.
+      name: one of ``"concat"``, ``"sum"``, ``"film"``, ``"gated"``, ``"moe"``.
       in_features: modality name -> feature width.
       out_features: fused width, or ``None`` for the module's natural width.
       rngs: random streams for initialisation (required except for ``"concat"``).
-      **options: module-specific keywords, e.g. ``condition`` for ``"film"`` / ``"gated"``.
+      **options: module-specific keywords, e.g. ``condition`` for ``"film"`` / ``"gated"``, the
+        MoE sizes for ``"moe"`` (:class:`MoEFusion`).
 
     Returns:
       The fusion module; its ``out_features`` attribute is the fused width.

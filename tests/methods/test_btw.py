@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -5,12 +7,15 @@ import pytest
 from flax import nnx
 
 from _tiny import MODEL, OPT, tiny_splits, train_cfg
+from scipy.special import digamma
+
 from jaxmm.data.types import Batch
 from jaxmm.losses import classification_loss
-from jaxmm.methods import StepContext, get_method
+from jaxmm.methods import EpochContext, RunState, StepContext, get_method
 from jaxmm.methods.btw import scaled_forward
 from jaxmm.metrics.ksg import ksg_mutual_information
 from jaxmm.models.multimodal import ModelOutput
+from jaxmm.tasks import Task
 from jaxmm.train.loop import fit
 
 from ._helpers import make_model, run_hook
@@ -164,3 +169,78 @@ def test_fit_refreshes_weights_and_trains_with_one_compilation():
     losses = np.array([h["train/loss"] for h in result.history])
     assert np.isfinite(losses).all() and (losses[-1] < losses[0]).all()
     assert np.all(np.asarray(result.state.method_state["smooth"]) != 0.5)  # the schedule moved
+
+
+def _np_ksg(x, y, k=3):
+    """KSG algorithm 1 in float64 (sklearn's conventions: unit-variance columns, max-norm, strict counts)."""
+    x, y = x / x.std(), y / y.std()
+    dx, dy = np.abs(x[:, None] - x[None]), np.abs(y[:, None] - y[None])
+    joint = np.maximum(dx, dy)
+    np.fill_diagonal(joint, np.inf)
+    radius = np.sort(joint, axis=1)[:, k - 1:k]
+    n_x, n_y = (np.sum(d < radius, axis=1) - 1 for d in (dx, dy))   # minus the sample itself
+    return max(digamma(len(x)) + digamma(k) - np.mean(digamma(n_x + 1)) - np.mean(digamma(n_y + 1)), 0.0)
+
+
+def test_regression_refresh_is_gaussian_kl_minmax_times_ksg_and_the_schedule_reads_the_task_loss():
+    rng = np.random.default_rng(4)
+    n = 120
+    fused = rng.normal(size=(n, 1))
+    uni = {"a": fused + 0.3 * rng.normal(size=(n, 1)),     # close to the fused prediction: high MI
+           "b": rng.normal(size=(n, 1))}                     # independent: MI ≈ 0
+    labels = rng.normal(size=n).astype(np.float32)
+    method = get_method("btw", max_examples=n + 3)
+    _, (params, state) = _state(method)
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
+    task = Task("regression", "l1", 1)
+    context = EpochContext(0, 3, {"train": labels, "val": labels},
+                           {"train": ModelOutput(f32(fused), {m: f32(u) for m, u in uni.items()}, {}),
+                            "val": ModelOutput(f32(fused + 0.5), {}, {})}, task=task)
+    new = method.epoch_end.update(RunState(params, state, 0, {}), context).state
+    for j, m in enumerate("ab"):
+        # KL(N(ŷ^m, 0.1²) ‖ N(ŷ^mm, 1)) = log(1/0.1) + (0.1² + (ŷ^m − ŷ^mm)²)/2 − 1/2, floored at 1e-5.
+        kl = np.maximum(np.log(1 / 0.1) + (0.01 + (uni[m][:, 0] - fused[:, 0]) ** 2) / 2 - 0.5, 1e-5)
+        mi = max(_np_ksg(uni[m][:, 0], fused[:, 0]), 1e-5)
+        expected = 0.5 * (kl - kl.min()) / (kl.max() - kl.min()) * mi + 0.5 * 1.0
+        np.testing.assert_allclose(new["weights"][:n, j], expected, rtol=2e-3, atol=1e-5)
+        assert (mi > 0.5) if m == "a" else (mi < 0.1)
+    np.testing.assert_array_equal(new["weights"][n:], 1.0)
+    np.testing.assert_allclose(new["best_loss"], np.mean(np.abs(fused[:, 0] + 0.5 - labels)), rtol=1e-5)  # L1
+    np.testing.assert_allclose(new["smooth"], 0.45)
+    # Every KL equal (a copy of the fused prediction): the regression degenerate value 1e-4, times the MI.
+    same = context._replace(outputs={**context.outputs, "train": ModelOutput(f32(fused), {"a": f32(fused),
+                                                                                       "b": f32(uni["b"])}, {})})
+    flat = method.epoch_end.update(RunState(params, state, 0, {}), same).state["weights"][:n, 0]
+    mi = _np_ksg(fused[:, 0], fused[:, 0] + 1e-9 * rng.normal(size=n))
+    assert np.ptp(np.asarray(flat)) == 0
+    np.testing.assert_allclose((flat[0] - 0.5) / (0.5 * 1e-4), mi, rtol=0.02)
+
+
+def _fit_regression(model, normalize):
+    """BTW on a tiny regression problem, two seeds, one epoch (one refresh)."""
+    from jaxmm.data.synthetic import regression
+
+    splits = regression.splits(0, sizes={"train": 48, "val": 16, "test": 16})
+    result = fit(get_method("btw", max_examples=48, normalize=normalize), [splits], [0, 1], model, OPT,
+                 train_cfg(epochs=1))
+    assert result.trainer.traces == 1
+    state = result.state.method_state
+    weights = np.asarray(state["weights"])
+    assert np.isfinite(weights).all() and not np.allclose(weights, 1.0) and (weights >= 0).all()
+    assert not np.allclose(weights[0], weights[1])  # two seeds, two models
+    # The schedule's loss is the task's L1 on the validation outputs the hook read, before its own
+    # update of the mean weights; the reported val/mae comes after it, so the two are close, not equal.
+    val_mae = np.array([rec["val/mae"] for rec in result.history])
+    np.testing.assert_allclose(state["best_loss"], val_mae[-1], rtol=0.02)
+
+
+def test_fit_trains_regression_with_one_compilation_and_the_l1_validation_loss():
+    _fit_regression(MODEL, normalize=True)
+
+
+@pytest.mark.slow
+def test_fit_trains_btws_moe_model_on_regression():
+    # BTW's model in miniature: projection, the MoE cross encoder, the SubNet head; no extra LayerNorm.
+    _fit_regression(dataclasses.replace(MODEL, projection=4, fusion="moe", fusion_hidden=(4,),
+                                        fusion_options={"num_layers": 1, "num_experts": 4, "expert_hidden": 8}),
+                    normalize=False)
