@@ -1,4 +1,5 @@
-"""The ``jaxmm`` command: list methods and datasets, prepare a dataset, train a run, run an experiment."""
+"""The ``jaxmm`` command: list methods and datasets, prepare a dataset, train a run, evaluate a finished run,
+run an experiment."""
 from __future__ import annotations
 
 import argparse
@@ -75,7 +76,8 @@ def _requested_config(args, base: dict):
 
     data = dict(base)
     if args.protocol:
-        data = to_dict(apply_protocol(from_dict(RunConfig, data), args.protocol))
+        method = {"method": args.method} if args.method else {}  # a protocol's settings per method
+        data = to_dict(apply_protocol(from_dict(RunConfig, {**data, **method}), args.protocol))
     if args.config:
         data = merge(data, load_config_file(args.config))
     flags = {"method": args.method, "dataset": args.dataset, "name": args.name, "out_dir": args.out_dir,
@@ -212,6 +214,30 @@ def _cmd_prepare(args) -> None:
     print(f"inputs: {shapes}; {splits.num_classes} classes")
 
 
+def _cmd_evaluate(args) -> None:
+    """Recomputes a run's test and validation metrics from its checkpoint; ``--robustness`` adds the curves."""
+    from jaxmm.train.evaluate import load_run
+    from jaxmm.train.loop import summarize
+    from jaxmm.train.robustness import parse_levels, robustness, write_robustness
+
+    levels = parse_levels(args.levels)  # before the (slow) load
+    run = load_run(args.run_dir, data_dir=args.data_dir, cache_dir=args.cache_dir)
+    cfg = run.config
+    print(f"{cfg.method} on {cfg.dataset}, {run.num_runs} run(s) (seeds {list(run.seeds)}), selected epochs "
+          f"{run.selected_epoch}, recomputed from {run.path}/checkpoints")
+    for split in ("test", "val"):
+        per_run = run.evaluate(split)
+        same = run.results is not None and json.dumps(per_run) == json.dumps([r[split] for r in run.results["runs"]])
+        summary = summarize(per_run)
+        print(f"{split} metrics (mean ± std; {'identical to' if same else 'not as in'} results.json):")
+        for key in [k for k in summary if not k.startswith("f1/")]:
+            print(f"  {key:24s} {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}")
+    if args.robustness:
+        result = robustness(run, levels=levels, fill=args.fill, split=args.split, seed=args.noise_seed)
+        print("\n" + result.table())
+        print(f"outputs: {', '.join(write_robustness(run, result))}")
+
+
 def _cmd_experiment(args) -> None:
     module = importlib.import_module(EXPERIMENTS[args.name])
     module.main(args.rest)
@@ -271,7 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--set", action="append", metavar="KEY=VALUE",
                          help="as for train; the dataset_options.* ones select the cache, e.g. "
                               "dataset_options.num_frames=3 (repeatable)")
-    for command in (train, prepare):
+    evaluate = sub.add_parser("evaluate", help="recompute a finished run's metrics from its checkpoint; "
+                                                 "--robustness: metric vs dropped and noised modalities")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="the run folder (of a sweep: one program's folder)")
+    evaluate.add_argument("--robustness", action="store_true",
+                          help="for each modality, the metric as it is dropped (--fill) or noised (--levels); "
+                               "prints a table, writes robustness.json and robustness.png into RUN_DIR")
+    evaluate.add_argument("--levels", default="0,0.25,0.5,1,2",
+                          help="noise levels: Gaussian noise std as multiples of each modality's train std "
+                               "(default 0,0.25,0.5,1,2)")
+    evaluate.add_argument("--fill", choices=("zero", "mean"), default="zero",
+                          help="a dropped modality's inputs become zeros or the train split's mean (default zero)")
+    evaluate.add_argument("--split", choices=("test", "val"), default="test",
+                          help="the split of the robustness curves (default test)")
+    evaluate.add_argument("--noise-seed", type=int, default=0, help="seed of the noise (default 0)")
+    for command in (train, prepare, evaluate):
         command.add_argument("--data-dir", help="folder of a file-backed dataset (see 'jaxmm datasets')")
         command.add_argument("--cache-dir", help="preprocessing cache folder (default: $JAXMM_CACHE_DIR or "
                                                  "~/.cache/jaxmm)")
@@ -288,7 +328,7 @@ def main(argv=None) -> None:
         warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"
     try:
         {"methods": _cmd_methods, "datasets": _cmd_datasets, "train": _cmd_train, "prepare": _cmd_prepare,
-         "experiment": _cmd_experiment}[args.command](args)
+         "evaluate": _cmd_evaluate, "experiment": _cmd_experiment}[args.command](args)
     except (ValueError, TypeError, OSError, RuntimeError, ModuleNotFoundError, FloatingPointError) as e:
         if args.debug:
             raise

@@ -1,11 +1,12 @@
 """Keeps the next few batches already on the device mesh while the current step runs.
 
 :func:`prefetch_to_mesh` wraps an iterator of host :class:`~jaxmm.data.types.Batch`
-objects (e.g. :func:`jaxmm.train.batching.batches`, possibly mapped through an
-augmentation) and moves them onto the mesh with
-:func:`jaxmm.data.placement.shard_batch` in a background thread, so host-side
-gathering, augmentation and the transfer overlap with the training step. The
-order and content of the batches are unchanged.
+objects (e.g. :func:`jaxmm.train.batching.batches`) and moves them onto the mesh
+with :func:`jaxmm.data.placement.shard_batch` in a background thread, so host-side
+gathering and the transfer overlap with the training step (frame augmentation runs
+on the device, in the step: :mod:`jaxmm.data.augment`). The order and content of
+the batches are unchanged. ``benchmarks/bench_pipeline.py`` measured it against a
+``grain.DataLoader`` on the same cached arrays (see ``benchmarks/results/README.md``).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def prefetch_to_mesh(batches: Iterable[Batch], mesh, size: int = 2, *, batch_axi
     """Yields ``shard_batch(b, mesh)`` for every ``b`` in ``batches``, ``size`` batches ahead.
 
     A daemon thread pulls from ``batches`` (so any work the iterator does, such
-    as augmentation, runs there) and places each batch on the mesh; a queue of
+    as gathering, runs there) and places each batch on the mesh; a queue of
     ``size`` bounds how many device batches wait. An exception raised by
     ``batches`` or by the transfer is re-raised in the consumer, after the batches
     produced before it. Closing the generator (``break``, ``close()``, garbage

@@ -206,7 +206,9 @@ DATASETS: dict[str, DatasetEntry] = {
         "(8 kHz mono, e.g. 7_theo_12.wav); default $JAXMM_FSDD_DIR, then ../shared/data/fsdd/recordings beside "
         "the checkout; images come from scikit-learn's bundled digits",
         "real spoken digits paired with real handwritten digit images, held-out speakers "
-        "(options test_speakers, val_speakers, image_noise_std, audio_noise_std)", "optional"),
+        "(options test_speakers, val_speakers, image_noise_std, audio_noise_std; sequence=True: left-padded "
+        "spectrogram steps + image rows, max_steps; target=class|value (regression on the digit's value); "
+        "noise_modality=True: a third, label-independent noise modality)", "optional"),
     "crema_d": DatasetEntry(
         _crema_d, "data_dir = the CREMA-D folder:\n" + crema_d.LAYOUT,
         "CREMA-D audio log-STFT + video frames, 6 emotions (options split=ogm_csv|speaker_independent, split_dir, "

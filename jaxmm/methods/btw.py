@@ -24,8 +24,8 @@ BTW's own model is the built-in classifier with ``ModelConfig(projection=128, fu
 fusion_hidden=(128,))``: the projection ``Linear → ReLU → Linear`` after each encoder, so the
 weights multiply the projected embeddings as in the code, then the MoE cross encoder
 (:class:`jaxmm.models.fusion.MoEFusion`, which normalises with its own LayerNorms) and the fusion
-head in place of the code's SubNet (see the BTW documentation page). Use ``normalize=False`` with it: the extra LayerNorm below is a stand-in for that
-cross encoder on plain fusions.
+head in place of the code's SubNet (see the BTW documentation page). Use ``normalize=False``
+with it: the extra LayerNorm below is a stand-in for that cross encoder on plain fusions.
 
 Our adaptations, which differ from the code:
 

@@ -55,7 +55,8 @@ class ModelConfig:
       projection: width of a per-modality projection (Linear → ReLU → Linear) appended to every
         encoder, BTW's ``ModalProjection``; 0: none.
       encoder_hidden: hidden widths of each ``mlp`` encoder (its output width is the last).
-      fusion: ``concat``, ``sum``, ``film``, ``gated`` or ``moe`` (BTW's MoE cross encoder) (:mod:`jaxmm.models.fusion`).
+      fusion: ``concat``, ``sum``, ``film``, ``gated`` or ``moe`` (BTW's MoE cross encoder),
+        see :mod:`jaxmm.models.fusion`.
         ``sum`` adds one Linear per modality straight to the logits (OGM-GE's
         ``sum``, so ``fusion_hidden`` must be empty); the others feed an MLP head.
       fusion_width: width of the fused vector (``gated`` projections); ``None``: natural width.

@@ -3,15 +3,15 @@
 A run set's split is held as arrays with a leading run axis ``[R, N, ...]``.
 Epoch ``e`` of run ``r`` visits the permutation drawn from ``(seed_r, e)``, so
 the data order after a resume is exactly the order without interruption: the
-iterator position is just the epoch number.
+iterator position is just the epoch number. Batches are plain gathers of the
+cached arrays: frame augmentation runs on the device, inside the train step.
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from jaxmm.data.readers import frames
 from jaxmm.data.types import ArrayDataset, Batch
 
 
@@ -66,23 +66,12 @@ def batches(data: Batch, order: np.ndarray, batch_size: int) -> Iterator[Batch]:
         yield gather(data, idx, valid)
 
 
-def augment_frames(source: Iterable[Batch], modalities: Sequence[str], seeds: Sequence[int],
-                   epoch: int) -> Iterator[Batch]:
-    """``source`` batches ``[R, B, ...]`` whose ``modalities`` frames get :func:`~jaxmm.data.readers.frames.crop_flip`.
-
-    Each run draws its crops from its own generator seeded by ``(seed, epoch)``,
-    so a resumed run sees the same augmentation as an uninterrupted one.
-    """
-    rngs = [np.random.default_rng([int(s), int(epoch), 1]) for s in seeds]
-    for batch in source:
-        inputs = dict(batch.inputs)
-        for m in modalities:
-            inputs[m] = np.stack([frames.crop_flip(x, rng) for x, rng in zip(inputs[m], rngs)])
-        yield batch._replace(inputs=inputs)
-
-
 def check_augmented(data: Batch, modalities: Sequence[str]) -> None:
-    """Raises ValueError unless every modality in ``modalities`` holds ``uint8 [..., H, W, 3]`` frames."""
+    """Raises ValueError unless every modality in ``modalities`` holds ``uint8 [..., H, W, 3]`` frames.
+
+    The train step augments those frames on the device (:mod:`jaxmm.data.augment`); this checks the
+    stacked host data once, before anything is compiled.
+    """
     for m in modalities:
         if m not in data.inputs:
             raise ValueError(f"train.augment_frames names {m!r}, which is not an input of this dataset "

@@ -16,7 +16,8 @@ import yaml
 from jaxmm.models.multimodal import ModelConfig
 
 
-SCHEDULES = ("constant", "step")
+SCHEDULES = ("constant", "step", "cosine", "cosine_restarts", "plateau")
+PRETRAIN = ("finetune", "freeze")
 ON_DIVERGENCE = ("stop", "warn", "ignore")
 
 
@@ -30,11 +31,29 @@ class OptimizerConfig:
       lr: base learning rate (per-run overridable through ``hparams['lr']``).
       weight_decay: weight decay (per-run overridable through ``hparams['weight_decay']``).
       momentum: SGD momentum.
-      schedule: ``constant``, or ``step``: PyTorch ``StepLR`` stepped once per
+      schedule: ``constant``; ``step``: PyTorch ``StepLR`` stepped once per
         epoch, the learning rate of epoch ``e`` (0-based) is
-        ``lr * gamma ** (e // step_size)``.
+        ``lr * gamma ** (e // step_size)``; ``cosine``: linear warm-up from 0 over
+        ``warmup_steps`` optimiser steps, then cosine decay to 0 at ``total_steps``
+        (``optax.warmup_cosine_decay_schedule``); ``cosine_restarts``: SynIB's
+        ``cosanneal`` (its ``WarmupScheduler``): the base rate for ``warmup_steps``
+        steps, then PyTorch ``CosineAnnealingWarmRestarts(T_0=restart_steps,
+        T_mult=restart_mult, eta_min=0)`` evaluated at the global step count;
+        ``plateau``: PyTorch ``ReduceLROnPlateau`` (mode ``min``, relative threshold,
+        no cooldown) on the validation loss, stepped once per epoch
+        (:mod:`jaxmm.train.optim`).
       step_size: epochs between two decays of the ``step`` schedule.
       gamma: decay factor of the ``step`` schedule.
+      warmup_steps: optimiser steps of the warm-up of ``cosine`` / ``cosine_restarts``.
+      total_steps: optimiser steps of the whole ``cosine`` schedule (warm-up included);
+        0: ``train.epochs`` x batches per epoch (filled in by the loop).
+      restart_steps: ``cosine_restarts``: steps of the first cosine cycle (``T_0``).
+      restart_mult: ``cosine_restarts``: growth factor of each next cycle (``T_mult``).
+      plateau_factor: ``plateau``: the rate is multiplied by this on a plateau.
+      plateau_patience: ``plateau``: epochs without improvement tolerated before a decay.
+      plateau_threshold: ``plateau``: relative improvement that counts (``rel`` mode).
+      clip_norm: clip the gradient to this global norm before the optimiser (PyTorch
+        ``clip_grad_norm_``); 0: no clipping.
     """
 
     name: str = "adam"
@@ -44,6 +63,14 @@ class OptimizerConfig:
     schedule: str = "constant"
     step_size: int = 70
     gamma: float = 0.1
+    warmup_steps: int = 0
+    total_steps: int = 0
+    restart_steps: int = 4
+    restart_mult: int = 2
+    plateau_factor: float = 0.1
+    plateau_patience: int = 10
+    plateau_threshold: float = 1e-4
+    clip_norm: float = 0.0
 
     def __post_init__(self):
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
@@ -56,6 +83,24 @@ class OptimizerConfig:
             raise ValueError(f"optimizer.step_size must be a positive number of epochs, got {self.step_size!r}")
         if not self.gamma > 0:
             raise ValueError(f"optimizer.gamma must be positive, got {self.gamma!r}")
+        for name in ("warmup_steps", "total_steps", "plateau_patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"optimizer.{name} must be a non-negative integer, got {value!r}")
+        if self.schedule == "cosine" and self.total_steps and self.warmup_steps >= self.total_steps:
+            raise ValueError(f"optimizer.warmup_steps={self.warmup_steps} must be below optimizer.total_steps="
+                             f"{self.total_steps} (the cosine decay needs steps after the warm-up)")
+        if not isinstance(self.restart_steps, int) or self.restart_steps < 1:
+            raise ValueError(f"optimizer.restart_steps must be a positive integer, got {self.restart_steps!r}")
+        if not isinstance(self.restart_mult, int) or self.restart_mult < 1:
+            raise ValueError(f"optimizer.restart_mult must be a positive integer, got {self.restart_mult!r}")
+        if not 0 < self.plateau_factor < 1:
+            raise ValueError(f"optimizer.plateau_factor must be in (0, 1), got {self.plateau_factor!r}")
+        if not 0 <= self.plateau_threshold < 1:
+            raise ValueError(f"optimizer.plateau_threshold must be in [0, 1), got {self.plateau_threshold!r}")
+        if not (self.clip_norm >= 0 and math.isfinite(self.clip_norm)):
+            raise ValueError(f"optimizer.clip_norm must be a non-negative number (0: no clipping), "
+                             f"got {self.clip_norm!r}")
 
 
 @dataclasses.dataclass
@@ -92,6 +137,12 @@ class TrainConfig:
         ``--method unimodal --set method_options.modality=audio`` run's ``results.json``.
         Given, ``modalities.png`` adds each modality's utilisation (its validation accuracy /
         reference) and gap (reference − accuracy) over epochs (classification only).
+      pretrain_epochs: first train each modality's encoder alone (the ``unimodal`` method,
+        same model, optimiser and seeds) for this many epochs, into ``<run>/pretrain/<m>/``,
+        and start the fused model's encoders from them (:mod:`jaxmm.train.pretrain`); 0: no
+        pre-training.
+      pretrain: what the fused run does with the pre-trained encoders: ``finetune`` (train
+        them on) or ``freeze`` (they stay bit-identical).
     """
 
     epochs: int = 100
@@ -109,6 +160,8 @@ class TrainConfig:
     tensorboard: bool = True
     wandb_project: str = ""
     unimodal_reference: dict[str, float] = dataclasses.field(default_factory=dict)
+    pretrain_epochs: int = 0
+    pretrain: str = "finetune"
 
     def __post_init__(self):
         bad = {m: a for m, a in self.unimodal_reference.items()
@@ -128,6 +181,12 @@ class TrainConfig:
             raise ValueError(f"train.augment_frames is a list of modality names, e.g. ['visual'], "
                              f"got {self.augment_frames!r}")
         self.augment_frames = tuple(self.augment_frames)
+        if not isinstance(self.pretrain_epochs, int) or isinstance(self.pretrain_epochs, bool) \
+                or self.pretrain_epochs < 0:
+            raise ValueError(f"train.pretrain_epochs must be a non-negative integer (0: no pre-training), "
+                             f"got {self.pretrain_epochs!r}")
+        if self.pretrain not in PRETRAIN:
+            raise ValueError(f"train.pretrain must be one of {PRETRAIN}, got {self.pretrain!r}")
 
 
 @dataclasses.dataclass
@@ -144,6 +203,7 @@ class RunConfig:
         empty: the default of the dataset's task.
       sweep: dotted field -> values; the runs are their cartesian product with the seeds
         (:mod:`jaxmm.train.sweep`: vmappable fields share one program).
+      modalities: train on these modalities of the dataset only, in this order (empty: all).
     """
 
     name: str = "run"
@@ -159,6 +219,7 @@ class RunConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     out_dir: str = "runs"
     sweep: dict[str, list] = dataclasses.field(default_factory=dict)
+    modalities: tuple[str, ...] = ()
 
     def __post_init__(self):
         seeds = tuple(self.seeds)
@@ -167,6 +228,10 @@ class RunConfig:
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds {list(seeds)} repeat a seed; each seed is one run, give each once")
         self.seeds = seeds
+        if isinstance(self.modalities, str) or len(set(self.modalities)) != len(self.modalities):
+            raise ValueError(f"modalities is a list of distinct modality names, e.g. ['vision', 'text'], "
+                             f"got {self.modalities!r}")
+        self.modalities = tuple(self.modalities)
         if not self.name or os.sep in self.name or self.name in (".", ".."):
             raise ValueError(f"name {self.name!r} must be a plain folder name (no '{os.sep}')")
 

@@ -17,13 +17,15 @@ from jaxmm.data.validate import validate_splits
 from jaxmm.methods.base import EpochContext, EpochHook, Method, RunState
 from jaxmm.models.multimodal import ModelConfig
 from jaxmm.tasks import Task, selection_score, task_of
-from jaxmm.train.batching import augment_frames, batches, check_augmented, epoch_permutations, num_batches, stack_runs
+from jaxmm.train.batching import batches, check_augmented, epoch_permutations, num_batches, stack_runs
 from jaxmm.train.checkpoint import Checkpointer
 from jaxmm.train.config import OptimizerConfig, TrainConfig
 from jaxmm.train.diagnostics import check_reference, write_figures
 from jaxmm.train.divergence import DivergenceMonitor
+from jaxmm.train.optim import plateau_step, reduce_learning_rate
 from jaxmm.train.loggers import EpochLoggers, check_available
 from jaxmm.train.outputs import RunDir, run_labels
+from jaxmm.train.pretrain import Pretrained, load_encoders
 from jaxmm.train.progress import Progress
 from jaxmm.train.rundir import RunLock, claim
 from jaxmm.train.sharding import replicate
@@ -44,6 +46,7 @@ class FitResult:
       params: the selected parameters (stacked over runs).
       trainer: the compiled functions (for further evaluation).
       method_state: the method state that goes with ``params`` (the evaluation pass reads it).
+      rest: the non-parameter model state that goes with ``params`` (BatchNorm statistics).
     """
 
     test: list[dict]
@@ -54,14 +57,22 @@ class FitResult:
     params: object
     trainer: Trainer
     method_state: object = None
+    rest: object = None
+
+
+def _report(task: Task, pred, labels, unimodal, groups, group_names) -> dict:
+    """The task's report of one run plus ``loss``: the mean task loss of the predictions."""
+    report = task.report(pred, labels, unimodal, groups=groups, group_names=group_names)
+    report["loss"] = float(np.mean(task.loss(jnp.asarray(pred), jnp.asarray(labels))))
+    return report
 
 
 def _evaluate(trainer: Trainer, state, data, split_meta, chunk: int) -> list[dict]:
     pred, uni = trainer.predict(state, data, chunk)
     groups = data.meta.get("source")
     return [
-        trainer.task.report(pred[r], data.label[r], {m: u[r] for m, u in uni.items()},
-                            groups=None if groups is None else groups[r], group_names=split_meta.group_names)
+        _report(trainer.task, pred[r], data.label[r], {m: u[r] for m, u in uni.items()},
+                None if groups is None else groups[r], split_meta.group_names)
         for r in range(pred.shape[0])
     ]
 
@@ -74,10 +85,9 @@ def _check_select_metric(trainer: Trainer, hparams: dict, example, val, val_meta
     """Refuses a selection metric the validation report will not have (traced abstractly, before compiling)."""
     pred, uni = trainer.output_shapes(hparams, example)
     n = val.label.shape[1]
-    report = trainer.task.report(np.zeros((n, *pred.shape[1:]), np.float32), val.label[0],
-                                 {m: np.zeros((n, *u.shape[1:]), np.float32) for m, u in uni.items()},
-                                 groups=val.meta["source"][0] if "source" in val.meta else None,
-                                 group_names=val_meta.group_names)
+    report = _report(trainer.task, np.zeros((n, *pred.shape[1:]), np.float32), val.label[0],
+                     {m: np.zeros((n, *u.shape[1:]), np.float32) for m, u in uni.items()},
+                     val.meta["source"][0] if "source" in val.meta else None, val_meta.group_names)
     if name not in report:
         raise ValueError(f"train.select_metric={name!r} is not a validation metric of this run; choose one of "
                          f"{sorted(report)}")
@@ -102,7 +112,7 @@ def run_epoch_hook(trainer: Trainer, hook: EpochHook, state, data: dict, epoch: 
     labels = {s: data[s].label for s in splits}
 
     def one(run, run_labels, run_outputs):
-        return hook.update(run, EpochContext(epoch, num_epochs, run_labels, run_outputs, trainer.labels))
+        return hook.update(run, EpochContext(epoch, num_epochs, run_labels, run_outputs, trainer.labels, trainer.task))
 
     run = jax.vmap(one)(RunState(state.params, state.method_state, state.step, {}), labels, outputs)
     run = jax.tree.map(jnp.copy, run)  # no two leaves share a buffer (the next step donates the state)
@@ -117,7 +127,8 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
         model: ModelConfig | ModelFactory, optimizer: OptimizerConfig | optax.GradientTransformation,
         train_cfg: TrainConfig, *, hparams: Sequence[dict] | None = None, run_dir: str | None = None,
         resume: bool = False, overwrite: bool = False, record: Mapping | None = None, mesh=None,
-        per_term_grads: bool = False, labels: Callable | None = None, loss: str | None = None) -> FitResult:
+        per_term_grads: bool = False, labels: Callable | None = None, loss: str | None = None,
+        init_encoders: Mapping[str, Pretrained] | None = None) -> FitResult:
     """Trains ``len(seeds)`` runs of ``method`` side by side (one vmapped program).
 
     A run directory holds one run (:mod:`jaxmm.train.rundir`): a new run into one that holds a run
@@ -147,6 +158,14 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
         model's layout, :func:`~jaxmm.models.groups.param_labels`).
       loss: the task's loss (classification ``auto|softmax|sigmoid``, regression ``l1|mse``;
         default ``auto`` / ``l1``).
+      init_encoders: modality -> pre-trained encoder of every run
+        (:func:`~jaxmm.train.pretrain.pretrain_encoders`): a new run starts ``encoders[m]`` from it
+        (a resume restores its checkpoint instead).
+
+    The validation and test reports carry ``loss`` (the task loss of the predictions); the
+    ``plateau`` schedule of an :class:`OptimizerConfig` steps on the validation loss after every
+    epoch (its state is checkpointed with the loop), and ``cosine`` without ``total_steps`` decays
+    over ``train_cfg.epochs`` epochs.
 
     Returns:
       A :class:`FitResult`.
@@ -162,15 +181,15 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
     check_reference(train_cfg.unimodal_reference, list(splits[0].train.inputs), splits[0].train.task)
     if run_dir is None:
         return _train(method, splits, seeds, model, optimizer, train_cfg, hparams, None, False, None, mesh,
-                      per_term_grads, labels, loss)
+                      per_term_grads, labels, loss, init_encoders)
     claim(run_dir, resume=resume, overwrite=overwrite)
     with RunLock(run_dir):
         return _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir, resume, record, mesh,
-                      per_term_grads, labels, loss)
+                      per_term_grads, labels, loss, init_encoders)
 
 
 def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir, resume, record, mesh,
-           per_term_grads, labels, loss) -> FitResult:
+           per_term_grads, labels, loss, init_encoders) -> FitResult:
     """:func:`fit` with the run directory claimed and locked."""
     seeds = list(seeds)
     splits = list(splits) if len(splits) > 1 else list(splits) * len(seeds)
@@ -186,8 +205,13 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
     input_shapes = {m: tuple(x.shape[1:]) for m, x in first.train.inputs.items()}
     n_train = len(first.train)
     hp = resolve_hparams(method, optimizer, hparams)
+    steps_per_epoch = num_batches(n_train, train_cfg.batch_size)
+    plateau = isinstance(optimizer, OptimizerConfig) and optimizer.schedule == "plateau"
+    if isinstance(optimizer, OptimizerConfig) and optimizer.schedule == "cosine" and not optimizer.total_steps:
+        optimizer = dataclasses.replace(optimizer, total_steps=train_cfg.epochs * steps_per_epoch)
     trainer = Trainer(method, input_shapes, task, model, optimizer, mesh, per_term_grads,
-                      steps_per_epoch=num_batches(n_train, train_cfg.batch_size), labels=labels)
+                      steps_per_epoch=steps_per_epoch, labels=labels,
+                      augment_frames=train_cfg.augment_frames)
     data = {name: stack_runs([getattr(s, name) for s in splits]) for name in ("train", "val", "test")}
     check_augmented(data["train"], train_cfg.augment_frames)
     select_metric = train_cfg.select_metric or task.select_metric
@@ -197,9 +221,14 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
     _check_select_metric(trainer, {k: v[0] for k, v in hp.items()}, one_run, data["val"], first.val, select_metric)
     hp = replicate(hp, trainer.mesh)  # once, not every step
     state = trainer.init(seeds, hp, one_run)
+    if init_encoders:
+        state = load_encoders(state, init_encoders, trainer.mesh)
     runs = len(seeds)
     loop = {"epoch": np.zeros((), np.int32), "best_score": np.full(runs, -np.inf, np.float32),
             "best_epoch": np.zeros(runs, np.int32), "bad_epochs": np.zeros(runs, np.int32)}
+    if plateau:  # ReduceLROnPlateau's state, per run
+        loop["plateau_best"] = np.full(runs, np.inf, np.float32)
+        loop["plateau_bad"] = np.zeros(runs, np.int32)
     if train_cfg.select == "best":
         loop["best_params"], loop["best_rest"], loop["best_method_state"] = jax.tree.map(
             jnp.copy, (state.params, state.rest, state.method_state))  # state is donated
@@ -231,8 +260,6 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
         for epoch in range(start, train_cfg.epochs):  # 0-based, as methods see it; records count epochs trained
             sums, count = {}, 0
             epoch_batches = batches(data["train"], epoch_permutations(seeds, epoch, n_train), train_cfg.batch_size)
-            if train_cfg.augment_frames:
-                epoch_batches = augment_frames(epoch_batches, train_cfg.augment_frames, seeds, epoch)
             for batch in prefetch_to_mesh(epoch_batches, trainer.mesh):
                 state, metrics = trainer.step(state, batch, hp)
                 if epoch == 0 and count == 0:  # the loss at the initial parameters: divergence's baseline
@@ -252,6 +279,14 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
                 warnings.warn(f"{method.name}: {found.message}", stacklevel=2)
             val = _evaluate(trainer, state, data["val"], first.val, train_cfg.eval_batch_size)
             entry.update({f"val/{k}": [v[k] for v in val] for k in val[0]})
+            if plateau:
+                loop["plateau_best"], loop["plateau_bad"], reduce = plateau_step(
+                    loop["plateau_best"], loop["plateau_bad"], np.asarray([v["loss"] for v in val]),
+                    patience=optimizer.plateau_patience, threshold=optimizer.plateau_threshold)
+                if reduce.any():
+                    state = state._replace(opt_state=replicate(
+                        reduce_learning_rate(state.opt_state, reduce, optimizer.plateau_factor), trainer.mesh))
+                entry["lr"] = np.asarray(state.opt_state.hyperparams["learning_rate"])
             if train_cfg.eval_train:
                 tr = _evaluate(trainer, state, data["train"], first.train, train_cfg.eval_batch_size)
                 entry.update({f"trainset/{k}": [v[k] for v in tr] for k in tr[0]})
@@ -284,7 +319,7 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
         final, selected = state, [int(loop["epoch"])] * runs
     test = _evaluate(trainer, final, data["test"], first.test, train_cfg.eval_batch_size)
     val = _evaluate(trainer, final, data["val"], first.val, train_cfg.eval_batch_size)
-    result = FitResult(test, val, selected, history, state, final.params, trainer, final.method_state)
+    result = FitResult(test, val, selected, history, state, final.params, trainer, final.method_state, final.rest)
     if out:
         _write_outputs(out, method, seeds, hparams, result, task)
         write_figures(out.path, history, labels, method=method, modalities=list(first.train.inputs),

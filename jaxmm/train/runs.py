@@ -3,7 +3,9 @@
 The one path from a config to trained runs, shared by ``jaxmm train`` and the experiments: the
 method from the registry (its resolved options recorded), the data from the dataset registry (once
 per seed and dataset options), the sweep's programs (:mod:`jaxmm.train.sweep`), and per program a
-run folder whose ``config.json`` records the program's config and its provenance.
+run folder whose ``config.json`` records the program's config and its provenance. ``cfg.modalities``
+keeps only those modalities of the data; ``train.pretrain_epochs`` first pre-trains every encoder
+unimodally into ``<run>/pretrain/<m>/`` (:mod:`jaxmm.train.pretrain`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from jaxmm.methods import Method, get_method
 from jaxmm.train.config import RunConfig, apply_overrides, to_dict
 from jaxmm.train.loop import FitResult, fit
 from jaxmm.train.outputs import RunDir
+from jaxmm.train.pretrain import freeze_encoders, pretrain_encoders
 from jaxmm.train.rundir import claim
 from jaxmm.train.sweep import point_label, programs
 
@@ -103,7 +106,8 @@ def run(cfg: RunConfig, run_dir: str | None, *, build: MethodBuilder = registry_
     def load(seed: int, options: dict) -> DatasetSplits:
         key = repr((seed, sorted(options.items())))
         if key not in loaded:
-            loaded[key] = load_dataset(cfg.dataset, seed, **{**options, **(data_options or {})})
+            loaded[key] = select_modalities(load_dataset(cfg.dataset, seed, **{**options, **(data_options or {})}),
+                                            cfg.modalities)
         return loaded[key]
 
     record = None
@@ -121,13 +125,40 @@ def run(cfg: RunConfig, run_dir: str | None, *, build: MethodBuilder = registry_
         _check_same_shapes(splits, program)
         folder = None if run_dir is None else os.path.join(run_dir, program.tag) if program.tag else run_dir
         program_record = {**record, **to_dict(program_cfg)} if record is not None and program.tag else record
-        result = fit(build(program_cfg, splits[0]), splits, program.seeds, program_cfg.model,
+        method = build(program_cfg, splits[0])
+        encoders = None
+        if program_cfg.train.pretrain_epochs:
+            if folder is not None:  # refuse a taken folder before pre-training into it
+                claim(folder, resume=resume, overwrite=overwrite)
+            encoders = pretrain_encoders(program_cfg, splits, program.seeds, list(program.hparams),
+                                         method.model.modalities or splits[0].modalities, folder, resume=resume,
+                                         overwrite=overwrite)
+            if program_cfg.train.pretrain == "freeze":
+                method = freeze_encoders(method, list(encoders))
+        result = fit(method, splits, program.seeds, program_cfg.model,
                      program_cfg.optimizer, program_cfg.train, hparams=list(program.hparams), run_dir=folder,
-                     resume=resume, overwrite=overwrite, record=program_record, loss=program_cfg.loss or None)
+                     resume=resume, overwrite=overwrite, record=program_record, loss=program_cfg.loss or None,
+                     init_encoders=encoders)
         results.append(ProgramResult(program.tag, program_cfg, program.seeds, program.points, result, splits))
     if sweep_root and resume:  # the whole sweep's record, once every program resumed
         RunDir(run_dir).write_json("config.json", record)
     return results
+
+
+def select_modalities(splits: DatasetSplits, modalities) -> DatasetSplits:
+    """``splits`` with only ``modalities`` as inputs, in that order (all of them when empty).
+
+    Raises:
+      ValueError: a modality the data lacks.
+    """
+    if not modalities:
+        return splits
+    missing = [m for m in modalities if m not in splits.modalities]
+    if missing:
+        raise ValueError(f"modalities {missing} are not in the data, which has {list(splits.modalities)}; "
+                         "fix the modalities field")
+    return DatasetSplits(*(dataclasses.replace(getattr(splits, part), inputs={
+        m: getattr(splits, part).inputs[m] for m in modalities}) for part in ("train", "val", "test")))
 
 
 def _check_same_shapes(splits: list[DatasetSplits], program) -> None:

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from jaxmm.data.augment import augment_inputs
 from jaxmm.data.types import Batch
 from jaxmm.methods.base import Method, StepContext, Terms, valid_of
 from jaxmm.tasks import Task
@@ -49,7 +50,7 @@ def per_term_gradients(term_means_fn, params):
 
 def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransformation,
                      transform: optax.GradientTransformationExtraArgs, modalities: tuple[str, ...],
-                     task: Task, per_term: bool = False):
+                     task: Task, per_term: bool = False, augment_frames: tuple[str, ...] = ()):
     """``step(state, batch, hparams) -> (state, metrics)`` for one run.
 
     The gradient is masked by ``method.trainable``, goes through the method's ``transform`` (its
@@ -67,9 +68,14 @@ def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransfor
       per_term: compute per-term gradients with one forward and a vmapped VJP (exposed as
         ``metrics['grad_norm/<term>']`` and handed to ``transform`` as ``term_grads``); the
         combined gradient is their weighted sum.
+      augment_frames: modalities whose ``uint8`` frames get a random resized crop and flip
+        (:func:`~jaxmm.data.augment.augment_inputs`, seeded by the run's key and step) before
+        the model sees them.
     """
 
     def step(state: TrainState, batch: Batch, hparams: dict[str, jax.Array]):
+        if augment_frames:
+            batch = batch._replace(inputs=augment_inputs(state.rng, state.step, batch.inputs, augment_frames))
         rng, step_key = jax.random.split(state.rng)
         ctx = StepContext(step_key, hparams, state.epoch, state.method_state, state.step, modalities, task)
         valid = valid_of(batch)

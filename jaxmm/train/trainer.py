@@ -62,12 +62,14 @@ class Trainer:
       steps_per_epoch: optimiser steps per epoch (needed by per-epoch learning-rate schedules).
       labels: ``params -> pytree of group names`` the method's transform routes by (default
         :func:`~jaxmm.models.groups.param_labels`, for the built-in model's layout).
+      augment_frames: modalities whose ``uint8 [..., H, W, 3]`` frames the train step crops and
+        flips on the device (:mod:`jaxmm.data.augment`); evaluation sees them unchanged.
     """
 
     def __init__(self, method: Method, input_shapes: Mapping[str, int | Sequence[int]], task: Task,
                  model: ModelConfig | ModelFactory, optimizer: OptimizerConfig | optax.GradientTransformation,
                  mesh=None, per_term_grads: bool = False, steps_per_epoch: int | None = None,
-                 labels: Callable | None = None):
+                 labels: Callable | None = None, augment_frames: Sequence[str] = ()):
         if task.kind not in method.model.tasks:
             raise ValueError(f"method {method.name!r} supports {list(method.model.tasks)} tasks, not {task.kind}; "
                              "choose a method that lists it (jaxmm methods)")
@@ -94,7 +96,7 @@ class Trainer:
         self.traces = 0
         per_term = per_term_grads or (method.transform is not None and method.transform.per_term_grads)
         step = build_train_step(method, self.train_def, self.optimizer, self.transform, self.modalities, task,
-                                per_term=per_term)
+                                per_term=per_term, augment_frames=tuple(augment_frames))
 
         def counted_step(state, batch, hparams):
             self.traces += 1  # runs at trace time only: counts compilations

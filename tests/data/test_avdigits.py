@@ -148,3 +148,101 @@ def test_real_fsdd_split_sizes_and_pairing():
     for split in (splits.train, splits.val, splits.test):
         assert np.all(np.bincount(split.label, minlength=10) == len(split) // 10)
         assert split.dropped == {}
+
+
+def content_mask(x):
+    """``[N, T]`` whether each step has a non-zero feature."""
+    return np.any(x != 0, axis=-1)
+
+
+@pytest.fixture(scope="module")
+def seq_root(tmp_path_factory):
+    return write_fake_fsdd(tmp_path_factory.mktemp("seq"), per_digit=2)
+
+
+def test_sequence_variant_layout_lengths_and_values(seq_root):
+    splits = avdigits.load_avdigits(seq_root, sequence=True, max_steps=8)
+    for split in (splits.train, splits.val, splits.test):
+        x, lengths = split.inputs["audio"], split.meta["length/audio"]
+        assert x.shape == (len(split), 8, 32) and x.dtype == np.float32
+        # fake recordings have 2000 + 300 k samples: 1 + n // 256 centred frames, cut to max_steps
+        np.testing.assert_array_equal(lengths, np.minimum(1 + (2000 + 300 * split.meta["utterance"]) // 256, 8))
+        assert set(lengths.tolist()) == {8} or split is not splits.train  # k = 1 (9 frames) is cut to 8
+        mask = content_mask(x)
+        np.testing.assert_array_equal(mask, np.arange(8)[None] >= 8 - lengths[:, None])  # left padded, no gap
+        assert np.all(x[~mask] == 0)
+        idx = split.meta["image_index"]
+        np.testing.assert_allclose(split.inputs["image"], DIGITS.images[idx] / 16.0, rtol=1e-6)
+        assert split.task == "classification" and split.num_classes == 10
+    short = avdigits.load_avdigits(seq_root, sequence=True, max_steps=12)
+    lengths = short.train.meta["length/audio"]
+    np.testing.assert_array_equal(lengths, 1 + (2000 + 300 * short.train.meta["utterance"]) // 256)
+    assert set(lengths.tolist()) == {8, 9}
+    np.testing.assert_array_equal((~content_mask(short.train.inputs["audio"])).sum(1), 12 - lengths)
+    # content = per-band standardisation (train mean/std over real steps, float64 reference) of the raw steps
+    raw = [avdigits.sequence_features(*audio.read_wav(seq_root / f"{d}_{avdigits.SPEAKERS[s]}_{k}.wav")[::-1], 12)
+           for d, s, k in zip(short.train.label, short.train.meta["speaker"], short.train.meta["utterance"])]
+    steps = np.concatenate(raw).astype(np.float64)
+    mean, std = steps.mean(0), steps.std(0)
+    for i in (0, len(raw) - 1):
+        np.testing.assert_allclose(short.train.inputs["audio"][i, 12 - len(raw[i]):], (raw[i] - mean) / std,
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_left_pad_nudges_all_zero_steps():
+    seqs = [np.array([[0.0, 0.0], [1.0, 0.0]], np.float32), np.array([[2.0, 3.0]], np.float32)]
+    nudge = np.float32(avdigits.NUDGE)
+    np.testing.assert_array_equal(avdigits.left_pad(seqs, 3),
+                                  np.array([[[0, 0], [nudge, nudge], [1, 0]], [[0, 0], [0, 0], [2, 3]]], np.float32))
+
+
+def relabelled_copy(src, dst):
+    """The same recordings, the zeros renamed as ones (utterance index + 5): other labels, same sizes."""
+    dst.mkdir()
+    for path in src.glob("*.wav"):
+        d, speaker, k = path.stem.split("_")
+        name = f"1_{speaker}_{int(k) + 5}.wav" if d == "0" else path.name
+        (dst / name).write_bytes(path.read_bytes())
+    return dst
+
+
+def test_value_target_and_noise_modality(tmp_path):
+    root = write_fake_fsdd(tmp_path / "a", per_digit=1)  # equal lengths: noise lengths are order-free
+    plain = avdigits.load_avdigits(root, sequence=True, max_steps=10, seed=3)
+    noisy = avdigits.load_avdigits(root, sequence=True, max_steps=10, seed=3, target="value", noise_modality=True)
+    again = avdigits.load_avdigits(root, sequence=True, max_steps=10, seed=3, target="value", noise_modality=True)
+    other = avdigits.load_avdigits(relabelled_copy(root, tmp_path / "b"), sequence=True, max_steps=10, seed=3,
+                                   target="value", noise_modality=True)
+    reseeded = avdigits.load_avdigits(root, sequence=True, max_steps=10, seed=4, noise_modality=True)
+    for name in ("train", "val", "test"):
+        p, n, a, o = (getattr(s, name) for s in (plain, noisy, again, other))
+        assert n.task == "regression" and n.num_classes == 1 and n.label.dtype == np.float32
+        np.testing.assert_array_equal(n.label, p.label.astype(np.float32))  # the value is the class id
+        assert n.modalities == ("audio", "image", "noise")
+        for m in ("audio", "image"):  # the extra modality leaves the others (and the pairing) alone
+            np.testing.assert_array_equal(n.inputs[m], p.inputs[m])
+        noise, lengths = n.inputs["noise"], n.meta["length/noise"]
+        assert noise.shape == p.inputs["audio"].shape and set(lengths.tolist()) == {8}
+        np.testing.assert_array_equal(content_mask(noise), np.arange(10)[None] >= 10 - lengths[:, None])
+        np.testing.assert_array_equal(noise, a.inputs["noise"])  # determined by the seed
+        # independent of the label: other labels (same recordings), the same noise
+        assert not np.array_equal(o.label, n.label)
+        np.testing.assert_array_equal(o.inputs["noise"], noise)
+    assert not np.array_equal(reseeded.train.inputs["noise"], noisy.train.inputs["noise"])
+    content = noisy.train.inputs["noise"][content_mask(noisy.train.inputs["noise"])]
+    assert abs(content.mean()) < 0.05 and abs(content.std() - 1) < 0.05
+    dense = avdigits.load_avdigits(root, noise_modality=True, target="value")
+    assert dense.train.inputs["noise"].shape == dense.train.inputs["audio"].shape == (30, 32, 32, 1)
+    assert "length/noise" not in dense.train.meta and dense.train.task == "regression"
+
+
+def test_sequence_options_are_checked_and_reach_the_registry(tmp_path):
+    root = write_fake_fsdd(tmp_path, per_digit=1)
+    with pytest.raises(ValueError, match="unknown target 'digit'"):
+        avdigits.load_avdigits(root, target="digit")
+    with pytest.raises(ValueError, match="max_steps must be a positive int"):
+        avdigits.load_avdigits(root, sequence=True, max_steps=0)
+    from jaxmm.data.registry import load_dataset
+
+    splits = load_dataset("avdigits", 0, data_dir=str(root), sequence=True, max_steps=9, target="value")
+    assert splits.train.inputs["audio"].shape == (30, 9, 32) and splits.task == "regression"

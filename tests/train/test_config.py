@@ -37,7 +37,8 @@ def test_crema_d_protocol_is_the_ogm_ge_setup():
     assert (opt.name, opt.lr, opt.momentum, opt.weight_decay) == ("sgd", 1e-3, 0.9, 1e-4)
     assert (opt.schedule, opt.step_size, opt.gamma) == ("step", 70, 0.1)
     assert (p.train.epochs, p.train.batch_size, p.dataset_options) == (100, 64, {"num_frames": 1})
-    assert all(protocol(name).train.augment_frames == ("visual",) for name in PROTOCOLS)  # official train crops
+    assert all(protocol(name).train.augment_frames == ("visual",)  # official train crops
+               for name in PROTOCOLS if protocol(name).dataset != "multibench")
     mmpareto = protocol("crema_d_mmpareto")  # its StepLR is never stepped: constant rate
     assert (mmpareto.optimizer.schedule, mmpareto.optimizer.lr, mmpareto.model.bn_scale_std) == ("constant", 2e-3, 0.02)
     assert set(PROTOCOLS) >= {"crema_d", "crema_d_inforeg", "crema_d_mmpareto", "crema_d_dnr", "kinetics_sounds"}
@@ -137,3 +138,34 @@ def test_unimodal_reference_is_a_dict_of_accuracies():
         TrainConfig(unimodal_reference={"audio": 62})
     with pytest.raises(ValueError, match="train.unimodal_reference"):
         apply_overrides(RunConfig(), ["train.unimodal_reference=0.6"])
+
+
+@pytest.mark.parametrize("override,match", [
+    ("optimizer.clip_norm=-1", "optimizer.clip_norm must be a non-negative number"),
+    ("optimizer.warmup_steps=-2", "optimizer.warmup_steps must be a non-negative integer"),
+    ("optimizer.plateau_patience=-1", "optimizer.plateau_patience must be a non-negative integer"),
+    ("optimizer.plateau_factor=1.5", r"optimizer.plateau_factor must be in \(0, 1\)"),
+    ("optimizer.plateau_threshold=1", r"optimizer.plateau_threshold must be in \[0, 1\)"),
+    ("optimizer.restart_steps=0", "optimizer.restart_steps must be a positive integer"),
+    ("optimizer.restart_mult=0", "optimizer.restart_mult must be a positive integer"),
+    ("optimizer.schedule=cosine", None),  # valid alone: the loop fills in total_steps
+    ("train.pretrain_epochs=-1", "train.pretrain_epochs must be a non-negative integer"),
+    ("train.pretrain=thaw", r"train.pretrain must be one of \('finetune', 'freeze'\)"),
+    ("modalities=['text', 'text']", "modalities is a list of distinct modality names"),
+])
+def test_new_fields_are_checked_with_one_line_errors(override, match):
+    if match is None:
+        assert apply_overrides(RunConfig(), [override]).optimizer.schedule == "cosine"
+        return
+    with pytest.raises(ValueError, match=match) as error:
+        apply_overrides(RunConfig(), [override])
+    assert "\n" not in str(error.value)
+
+
+def test_cosine_warmup_must_end_before_the_total():
+    from jaxmm.train.config import OptimizerConfig
+
+    with pytest.raises(ValueError, match="warmup_steps=10 must be below optimizer.total_steps=10"):
+        OptimizerConfig(schedule="cosine", warmup_steps=10, total_steps=10)
+    cfg = apply_overrides(RunConfig(), ["modalities=['text', 'vision']", "train.pretrain=freeze"])
+    assert cfg.modalities == ("text", "vision") and cfg.train.pretrain == "freeze"

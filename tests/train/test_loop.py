@@ -160,3 +160,29 @@ def test_classification_only_method_refuses_regression():
     splits = regression.splits(0, sizes={"train": 32, "val": 16, "test": 16})
     with pytest.raises(ValueError, match="supports \\['classification'\\] tasks, not regression"):
         fit(get_method("ogm_ge"), [splits], [0], MODEL, OPT, train_cfg(epochs=1))
+
+
+def test_plateau_steps_pytorch_reduce_lr_on_plateau_on_the_validation_loss_and_survives_a_resume(tmp_path):
+    import jax
+
+    from jaxmm.train.config import OptimizerConfig
+
+    from .test_optim import TorchPlateau
+
+    opt = OptimizerConfig("adam", 1e-2, schedule="plateau", plateau_factor=0.5, plateau_patience=0,
+                          plateau_threshold=0.2)
+    method, kw = get_method("vanilla"), dict(hparams=[{"lr": 1e-2}, {"lr": 3e-2}])
+    straight = fit(method, [tiny_splits()], [0, 1], MODEL, opt, train_cfg(epochs=5), **kw)
+    for r, lr in enumerate((1e-2, 3e-2)):
+        torch = TorchPlateau(lr, 0.5, 0, 0.2)
+        expected = [torch.step(h["val/loss"][r]) for h in straight.history]
+        np.testing.assert_allclose([h["lr"][r] for h in straight.history], expected, rtol=1e-6)
+    assert straight.history[-1]["lr"][0] < 1e-2 / 2  # it decayed at least twice
+    run = str(tmp_path / "run")
+    fit(method, [tiny_splits()], [0, 1], MODEL, opt, train_cfg(epochs=2, checkpoint_every=1), run_dir=run, **kw)
+    resumed = fit(method, [tiny_splits()], [0, 1], MODEL, opt, train_cfg(epochs=5, checkpoint_every=1),
+                  run_dir=run, resume=True, **kw)
+    np.testing.assert_array_equal([h["lr"] for h in resumed.history], [h["lr"] for h in straight.history])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+                 straight.state.params, resumed.state.params)
+

@@ -1,11 +1,15 @@
-"""Tests for jaxmm.train.optim: per-epoch step schedules, PyTorch agreement, per-run rates, errors."""
+"""Tests for jaxmm.train.optim: schedules, clipping and ReduceLROnPlateau against PyTorch's algorithms,
+per-run rates, errors."""
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxmm.train.config import OptimizerConfig
-from jaxmm.train.optim import epoch_schedule, init_optimizer, make_optimizer
+from jaxmm.train.optim import (
+    cosine_restarts, epoch_schedule, init_optimizer, make_optimizer, plateau_step, reduce_learning_rate)
 
 STEPS_PER_EPOCH = 3
 
@@ -107,7 +111,7 @@ def test_constant_schedule_keeps_the_plain_optimizer_state():
 
 def test_bad_schedules_are_rejected():
     with pytest.raises(ValueError, match="schedule"):
-        OptimizerConfig(schedule="cosine")
+        OptimizerConfig(schedule="linear")
     with pytest.raises(ValueError, match="step_size"):
         OptimizerConfig(schedule="step", step_size=0)
     with pytest.raises(ValueError, match="gamma"):
@@ -133,3 +137,94 @@ def test_fresh_optimizer_state_restarts_moments_and_keeps_the_schedule_clock_and
     assert float(update) == pytest.approx(-0.15)
     continued, _ = opt.update(jnp.asarray(1.0), state, params)
     assert abs(float(continued)) > 0.2  # without the reset the momentum buffer adds to it
+
+
+def _torch_clip(g, max_norm):
+    """PyTorch ``clip_grad_norm_``: ``g * min(1, max_norm / (||g|| + 1e-6))`` over all gradients."""
+    norm = np.sqrt(sum(float(np.sum(x.astype(np.float64) ** 2)) for x in g.values()))
+    return {k: x * min(1.0, max_norm / (norm + 1e-6)) for k, x in g.items()}
+
+
+@pytest.mark.parametrize("scale", [10.0, 0.01])  # clipped, and below the norm (untouched)
+def test_clip_by_global_norm_before_the_l2_decay_matches_pytorch_in_numpy(scale):
+    cfg = OptimizerConfig("sgd", lr=0.5, weight_decay=0.1, momentum=0.0, clip_norm=0.8)
+    opt = make_optimizer(cfg)
+    rng = np.random.default_rng(0)
+    params = {"a": rng.normal(size=(3, 2)).astype(np.float32), "b": rng.normal(size=4).astype(np.float32)}
+    grads = {k: (scale * rng.normal(size=v.shape)).astype(np.float32) for k, v in params.items()}
+    state = init_optimizer(opt, params, cfg.lr, cfg.weight_decay)
+    update, _ = opt.update(grads, state, params)
+    clipped = _torch_clip(grads, 0.8)  # torch: clip, then SGD adds wd * w inside step()
+    for k in params:
+        np.testing.assert_allclose(update[k], -0.5 * (clipped[k] + 0.1 * params[k]), rtol=1e-5, atol=1e-7)
+
+
+def test_cosine_warmup_and_decay_follow_the_formula():
+    cfg = OptimizerConfig("sgd", lr=0.2, momentum=0.0, schedule="cosine", warmup_steps=3, total_steps=10)
+    warm, total = 3, 10
+    expected = [c / warm if c < warm else 0.5 * (1 + math.cos(math.pi * min(c - warm, total - warm) / (total - warm)))
+                for c in range(13)]
+    np.testing.assert_allclose(_updates(cfg, 13), -0.2 * np.asarray(expected), rtol=1e-5, atol=1e-9)
+    with pytest.raises(ValueError, match="total_steps"):
+        make_optimizer(OptimizerConfig(schedule="cosine", warmup_steps=5))
+
+
+def _torch_warm_restarts(count, warmup, t0, mult):
+    """SynIB's WarmupScheduler + PyTorch ``CosineAnnealingWarmRestarts.step(epoch=count)``, cycles found by
+    walking them (PyTorch takes a float ``log``, which can misplace a cycle start, e.g. step 242 of
+    ``T_0=2, T_mult=3``)."""
+    if count < warmup:
+        return 1.0
+    start, length = 0, t0
+    while count >= start + length:
+        start, length = start + length, length * mult
+    return (1 + math.cos(math.pi * (count - start) / length)) / 2
+
+
+@pytest.mark.parametrize("warmup,t0,mult", [(780, 4, 2), (5, 3, 1), (0, 2, 3)])
+def test_cosine_restarts_equal_pytorch_warm_restarts_after_the_constant_warmup(warmup, t0, mult):
+    counts = np.arange(3000)
+    got = np.asarray(cosine_restarts(warmup, t0, mult)(jnp.asarray(counts)))
+    expected = [_torch_warm_restarts(int(c), warmup, t0, mult) for c in counts]
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+    cfg = OptimizerConfig("sgd", lr=0.1, momentum=0.0, schedule="cosine_restarts", warmup_steps=2, restart_steps=3)
+    np.testing.assert_allclose(_updates(cfg, 12), [-0.1 * _torch_warm_restarts(c, 2, 3, 2) for c in range(12)],
+                               rtol=1e-5, atol=1e-9)
+
+
+class TorchPlateau:
+    """PyTorch ``ReduceLROnPlateau.step`` (mode min, threshold_mode rel, cooldown 0, min_lr 0), in plain Python."""
+
+    def __init__(self, lr, factor, patience, threshold):
+        self.lr, self.factor, self.patience, self.threshold = lr, factor, patience, threshold
+        self.best, self.bad = math.inf, 0
+
+    def step(self, loss):
+        if loss < self.best * (1 - self.threshold):
+            self.best, self.bad = loss, 0
+        else:
+            self.bad += 1
+        if self.bad > self.patience:
+            new = max(self.lr * self.factor, 0.0)
+            if self.lr - new > 1e-8:
+                self.lr = new
+            self.bad = 0
+        return self.lr
+
+
+def test_plateau_equals_pytorch_reduce_lr_on_plateau_per_run():
+    losses = np.array([[1.0, 0.9, 0.95, 0.91, 0.9, 0.9, 0.5, 0.6, 0.7, 0.8, 0.5, float("nan"), 0.49, 0.4999],
+                       [2.0, 1.0, 0.5, 0.25, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]])
+    factor, patience, threshold = 0.5, 1, 1e-2
+    cfg = OptimizerConfig("adam", lr=1e-3, schedule="plateau")
+    opt = make_optimizer(cfg)
+    lrs = np.array([1e-3, 1e-5], np.float32)
+    state = jax.vmap(lambda lr: init_optimizer(opt, jnp.zeros(2), lr, 0.0))(jnp.asarray(lrs))
+    torch = [TorchPlateau(float(lr), factor, patience, threshold) for lr in lrs]
+    best, bad = np.full(2, np.inf, np.float32), np.zeros(2, np.int32)
+    for epoch in range(losses.shape[1]):
+        best, bad, reduce = plateau_step(best, bad, losses[:, epoch], patience=patience, threshold=threshold)
+        state = reduce_learning_rate(state, reduce, factor)
+        expected = [t.step(float(l)) for t, l in zip(torch, losses[:, epoch])]
+        np.testing.assert_allclose(state.hyperparams["learning_rate"], expected, rtol=1e-6)
+    assert float(state.hyperparams["learning_rate"][0]) < 1e-3 / 4  # it did decay, several times

@@ -1,5 +1,4 @@
 """Tests for the MultiBench affect pickle reader on tiny left-padded fixtures."""
-import pickle
 
 import numpy as np
 import pytest
@@ -7,30 +6,7 @@ import pytest
 from jaxmm.data.readers import multibench
 from jaxmm.data.readers.validate import DataFormatError
 
-T, DIMS = 50, {"vision": 5, "audio": 4, "text": 300}
-
-
-def make_split(n, rng, label_shape=(1, 1), sentiment=True, steps=None, empty_row=None):
-    steps = steps or {m: T for m in DIMS}
-    lengths = rng.integers(1, min(steps.values()) + 1, n)
-    d = {}
-    for m, dim in DIMS.items():
-        x = np.zeros((n, steps[m], dim), np.float32)
-        for i, length in enumerate(lengths):
-            x[i, steps[m] - length:] = rng.uniform(0.5, 1.5, (length, dim))
-        d[m] = x
-    d["audio"][0, -1, 0] = -np.inf
-    if empty_row is not None:
-        d["text"][empty_row] = 0.0
-    labels = rng.uniform(-3, 3, n) if sentiment else rng.integers(0, 2, n).astype(np.float64)
-    d["labels"] = labels.reshape((n,) + label_shape)
-    d["id"] = np.array([[f"v{i}".encode(), b"0", b"1"] for i in range(n)])
-    return d, lengths
-
-
-def write(path, content):
-    with open(path, "wb") as f:
-        pickle.dump(content, f)
+from multibench_fixture import T, make_split, write  # the shared writer (also used by tests/data, tests/train)
 
 
 @pytest.fixture
