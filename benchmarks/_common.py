@@ -71,3 +71,18 @@ def add_protocol_args(parser: argparse.ArgumentParser, steps: int, warmup: int) 
     parser.add_argument("--num-classes", type=int, default=6)
     parser.add_argument("--steps", type=int, default=steps, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=warmup, help="untimed steps, the first one compiles")
+
+
+def round_robin(runners: dict, steps: int) -> dict[str, list[float]]:
+    """``steps`` rounds of one step of every method in turn, each ended by reading its loss to the host.
+
+    Returns:
+      method -> step times in ms.
+    """
+    times = {name: [] for name in runners}
+    for _ in range(steps):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            float(run())
+            times[name].append(1e3 * (time.perf_counter() - start))
+    return times

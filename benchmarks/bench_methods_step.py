@@ -39,7 +39,7 @@ import traceback
 import jax
 import numpy as np
 
-from benchmarks._common import add_protocol_args, device_name, jax_environment
+from benchmarks._common import add_protocol_args, device_name, jax_environment, round_robin
 from jaxmm.data.types import Batch
 from jaxmm.methods import available, get_method
 from jaxmm.models.resnet import FEATURE_DIM
@@ -117,21 +117,6 @@ def prepare(name: str, args: argparse.Namespace, batch: Batch) -> tuple[dict, ob
     return {"status": "ok", **cost, "compile_s": compile_s,
             "per_term_grads": bool(method.transform and method.transform.per_term_grads),
             "epoch_end_hook": method.epoch_end is not None, "seconds": time.perf_counter() - start}, run
-
-
-def round_robin(runners: dict, steps: int) -> dict[str, list[float]]:
-    """``steps`` rounds of one step of every method in turn, each ended by reading its loss to the host.
-
-    Returns:
-      method -> step times in ms.
-    """
-    times = {name: [] for name in runners}
-    for _ in range(steps):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            float(run())
-            times[name].append(1e3 * (time.perf_counter() - start))
-    return times
 
 
 def add_ratios(results: dict[str, dict]) -> None:

@@ -46,6 +46,7 @@ Writes ``benchmarks/results/pipeline_cpu.json`` and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import pathlib
@@ -63,8 +64,7 @@ import PIL
 from PIL import Image
 from scipy.io import wavfile
 
-from benchmarks._common import time_steps
-from benchmarks.bench_methods_step import round_robin
+from benchmarks._common import round_robin, time_steps
 from jaxmm.data.augment import random_resized_crop_flip
 from jaxmm.data.prefetch import prefetch_to_mesh
 from jaxmm.data.readers import crema_d, frames
@@ -293,7 +293,8 @@ def pipelines(args: argparse.Namespace, data: Batch, mesh) -> dict[str, Callable
         TODAY: lambda: timed(prefetch_to_mesh(epochs(lambda e: host_augmented(host(e), [0], e)), mesh,
                                               args.prefetch), wait, real),
     }
-    for workers in args.grain_workers:
+    grain_workers = args.grain_workers if importlib.util.find_spec("grain") else []  # optional (bench extra)
+    for workers in grain_workers:
         variants[f"grain DataLoader ({workers} workers) + prefetch_to_mesh"] = lambda workers=workers: timed(
             prefetch_to_mesh(grain_batches(data, args.batch, args.epochs, workers), mesh, args.prefetch), wait, real)
     return variants
@@ -321,11 +322,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     data, n = stack_runs([splits.train]), len(splits.train)
     mesh = make_data_mesh()
     variants = pipelines(args, data, mesh)
-    grain_error = None
-    try:
-        import grain  # noqa: F401
-    except ImportError as e:
-        grain_error = f"grain is not installed ({e}); pip install grain"
+    grain_error = None if importlib.util.find_spec("grain") else "grain is not installed: pip install grain"
+    if grain_error:
         variants = {k: v for k, v in variants.items() if not k.startswith("grain")}
     variants["batching + device_put (no prefetch)"]()  # warm-up: first transfers, allocator
     rounds: dict[str, list[float]] = {name: [] for name in variants}
@@ -339,11 +337,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
               "cache load": {"examples": args.clips, "seconds": warm_s, "examples_per_s": args.clips / warm_s}}
     stages |= {name: {"examples_per_s": statistics.median(r), "rounds": r,
                       "first_batch_s": statistics.median(first_batch_s[name])} for name, r in rounds.items()}
-    ratios = [new / old for new, old in zip(rounds[NEW], rounds[TODAY])]
+    ratios = [new / old for new, old in zip(rounds[NEW], rounds[TODAY]) if old > 0]  # 0: one batch per round
     end_to_end = stages[NEW]["examples_per_s"]
     grain_rates = {k: v["examples_per_s"] for k, v in stages.items() if k.startswith("grain")}
     best_grain = max(grain_rates.values(), default=None)
-    grain_verdict = grain_error or (
+    grain_verdict = grain_error or ("not measured (no --grain-workers)" if best_grain is None else
         f"{'at least as fast' if best_grain >= end_to_end else 'slower'}: best grain {best_grain:.0f} ex/s vs "
         f"hand-written {end_to_end:.0f} ex/s ({best_grain / end_to_end:.2f}x)")
     device = device_augmentation(args)
@@ -351,18 +349,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     keeps_up = None if step["examples_per_s"] is None else end_to_end >= step["examples_per_s"]
 
     rows = [f"| {name} | {s['examples_per_s']:.0f} |" for name, s in stages.items()]
-    rows.append(f"| new / today (median of {args.rounds} rounds) | {statistics.median(ratios):.1f}x |")
+    if ratios:
+        rows.append(f"| new / today (median of {len(ratios)} rounds) | {statistics.median(ratios):.1f}x |")
     rows.append(f"| device crop+flip alone, batch {device['batch_shape']} on {jax.devices()[0].device_kind} | "
                 f"{device['examples_per_s']:.0f} |")
     step_cfg = f"B={device['step']['batch']}, {device['step']['image_size']}^2 frames"
-    rows.append(f"| device crop+flip alone / train step ({step_cfg}) | {100 * device['step']['fraction_alone']:.1f} % |")
+    rows.append(f"| device crop+flip alone / train step ({step_cfg}) | "
+                f"{100 * device['step']['fraction_alone']:.1f} % |")
     rows.append(f"| train step with - without device crop+flip ({step_cfg}) | "
                 f"{100 * device['step']['fraction_in_step']:.1f} % |")
     report = {
         "benchmark": "pipeline",
         "end_to_end_examples_per_s": end_to_end,
         "today_examples_per_s": stages[TODAY]["examples_per_s"],
-        "new_over_today": {"median": statistics.median(ratios), "rounds": ratios},
+        "new_over_today": {"median": statistics.median(ratios) if ratios else None, "rounds": ratios},
         "machine": machine(),
         "config": {k: str(v) if isinstance(v, pathlib.Path) else v for k, v in vars(args).items()}
         | {"frame_hw": FRAME_HW, "train_examples": n, "fixture_write_s": fixture_s,

@@ -48,7 +48,7 @@ if ((SMOKE)); then
   METHODS=(--batch 2 --image-size 16 --audio-size 16 12 --frames 1 --steps 1 --warmup 1 --methods vanilla)
   KERNELS=(--width-divisor 64 --block-rows 8 --rounds 2)
   PID=(--width 16 --epochs 1 --seeds 0 --methods vanilla)
-  PIPE=(--clips 4 --seconds 0.3 --frames 1 --image-size 32 --batch 2 --epochs 1)
+  PIPE=(--clips 4 --seconds 0.3 --frames 1 --image-size 32 --batch 2 --epochs 1 --rounds 1 --grain-workers 0)
   CAP=600
 else
   AV=(--steps 20 --warmup 3)
@@ -56,7 +56,7 @@ else
   METHODS=(--steps 10 --warmup 2)
   KERNELS=(--rounds 30)
   PID=(--width 1024 --epochs 3 --seeds 0)
-  PIPE=()
+  PIPE=(--step-fraction-batch 64 --step-fraction-size 224)
   CAP=240  # the most any step but methods_step may take
 fi
 

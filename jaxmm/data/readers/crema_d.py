@@ -9,9 +9,8 @@ Layout read (nothing is downloaded)::
 
 Inputs: ``audio`` float32 ``[N, 257, 188, 1]`` (OGM-GE log-STFT, see
 :func:`~jaxmm.data.readers.audio.ogm_audio_features`) and ``visual`` uint8
-``[N, T, S, S, 3]`` frames resized to ``S x S``; apply
-:func:`~jaxmm.data.readers.frames.normalize` (eval) or
-:func:`~jaxmm.data.readers.frames.augment` (train) per batch.
+``[N, T, S, S, 3]`` frames resized to ``S x S``; the trainer crops and flips them on the device
+(:mod:`jaxmm.data.augment`, ``train.augment_frames``) and normalises them in the model.
 ``meta['actor']`` holds the actor id (1001-1091).
 """
 from __future__ import annotations
