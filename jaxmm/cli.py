@@ -75,9 +75,8 @@ def _requested_config(args, base: dict):
     from jaxmm.train.sweep import parse_sweep
 
     data = dict(base)
-    if args.protocol:
-        method = {"method": args.method} if args.method else {}  # a protocol's settings per method
-        data = to_dict(apply_protocol(from_dict(RunConfig, {**data, **method}), args.protocol))
+    if args.protocol:  # the protocol's settings for the method (and options) the command asks for
+        data = to_dict(apply_protocol(from_dict(RunConfig, {**data, **_chosen_method(args, data)}), args.protocol))
     if args.config:
         data = merge(data, load_config_file(args.config))
     flags = {"method": args.method, "dataset": args.dataset, "name": args.name, "out_dir": args.out_dir,
@@ -89,11 +88,29 @@ def _requested_config(args, base: dict):
     return apply_overrides(cfg, args.set or [])
 
 
+def _chosen_method(args, data: dict) -> dict:
+    """The method and method options the command line and --config ask for (a protocol's per-method
+    settings depend on them, e.g. SynIB's flags on its mask)."""
+    from jaxmm.train.config import load_config_file, parse_value
+
+    given = load_config_file(args.config) if args.config else {}
+    options = {**data.get("method_options", {}), **given.get("method_options", {})}
+    for item in args.set or []:
+        path, _, text = item.partition("=")
+        if path.strip().startswith("method_options."):
+            options[path.strip().split(".", 1)[1]] = parse_value(text)
+    return {"method": args.method or given.get("method") or data.get("method"), "method_options": options}
+
+
 def _new_config(args):
     """The config of a new run: defaults, then the command line. --method and --dataset are required."""
     from jaxmm.train.config import RunConfig, load_config_file, to_dict
 
+    from jaxmm.train.protocols import protocol
+
     given = load_config_file(args.config) if args.config else {}
+    if args.protocol and protocol(args.protocol).dataset:
+        given = {**given, "dataset": protocol(args.protocol).dataset}
     for flag in ("method", "dataset"):
         if getattr(args, flag) is None and flag not in given:
             raise ValueError(f"--{flag} is required for a new run (or set {flag} in the --config file)")

@@ -163,8 +163,10 @@ def _btw(dataset: str) -> Protocol:
     optimizer = OptimizerConfig(name="adam", lr=1e-4, weight_decay=1e-4, schedule="plateau", plateau_factor=0.5,
                                 plateau_patience=20, clip_norm=0.8)
     train = TrainConfig(epochs=40, batch_size=32, eval_batch_size=256, select="best", patience=7)
+    # the MoE cross encoder normalises what it fuses (no extra LayerNorm); weights refreshed every 5 epochs
+    methods = {("btw", None): MethodSettings({"normalize": False, "refresh_every": 5})}
     return Protocol(model, optimizer, train, {"dataset": dataset, "variant": "mult", "task": "regression"},
-                    dataset="multibench")
+                    dataset="multibench", methods=methods)
 
 
 def _synib(dataset: str) -> Protocol:
