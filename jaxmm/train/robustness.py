@@ -170,7 +170,8 @@ def robustness(run: LoadedRun, *, levels: Sequence[float] = LEVELS, fill: str = 
 
     Args:
       run: a run loaded by :func:`~jaxmm.train.evaluate.load_run` (read: its ``splits``, ``modalities``,
-        ``task`` and ``predict_runs``).
+        ``task``, ``predict_runs`` and ``config.model``, whose sequence encoders' padding rules say
+        where noise goes).
       levels: noise levels, multiples of each modality's train standard deviation.
       fill: ``zero`` or ``mean`` (the train split's per-feature mean) for a dropped modality.
       split: ``test`` or ``val``.

@@ -8,6 +8,7 @@ from test_evaluate import trained_run
 
 from jaxmm.data.types import ArrayDataset, DatasetSplits
 from jaxmm.tasks import task_of
+from jaxmm.train.config import RunConfig
 from jaxmm.train.evaluate import load_run
 from jaxmm.train.robustness import dropped, noised, parse_levels, robustness, train_statistics, write_robustness
 
@@ -86,6 +87,7 @@ class LinearRegressionRun:
 
     modalities = ("a", "b")
     task = task_of("regression", 1)
+    config = RunConfig()  # MLP encoders: noise on every entry
 
     def __init__(self):
         rng = np.random.default_rng(0)
