@@ -25,7 +25,7 @@ from jaxmm.methods import get_method
 from jaxmm.train.batching import batches, stack_runs
 from jaxmm.train.checkpoint import CheckpointError
 from jaxmm.train.config import RunConfig, from_dict
-from jaxmm.train.loop import _evaluate, task_of_splits
+from jaxmm.train.loop import evaluate_split, task_of_splits
 from jaxmm.train.runs import select_modalities
 from jaxmm.train.sharding import replicate
 from jaxmm.train.state import TrainState
@@ -108,7 +108,7 @@ class LoadedRun:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         data = stack_runs([getattr(s, split) for s in self.splits])
-        return _evaluate(self.trainer, self.state, data, getattr(self.splits[0], split),
+        return evaluate_split(self.trainer, self.state, data, getattr(self.splits[0], split),
                          self.config.train.eval_batch_size)
 
     def _predict(self, state, inputs: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -67,7 +67,9 @@ def _report(task: Task, pred, labels, unimodal, groups, group_names) -> dict:
     return report
 
 
-def _evaluate(trainer: Trainer, state, data, split_meta, chunk: int) -> list[dict]:
+def evaluate_split(trainer: Trainer, state, data, split_meta, chunk: int) -> list[dict]:
+    """Per-run evaluation reports of the stacked split ``data`` (``split_meta``: its host
+    :class:`ArrayDataset`, for the group names) in chunks of ``chunk`` examples."""
     pred, uni = trainer.predict(state, data, chunk)
     groups = data.meta.get("source")
     return [
@@ -277,7 +279,7 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
                 raise FloatingPointError(f"{method.name}: {found.message} (train.on_divergence=warn trains on)")
             if found and train_cfg.on_divergence == "warn":
                 warnings.warn(f"{method.name}: {found.message}", stacklevel=2)
-            val = _evaluate(trainer, state, data["val"], first.val, train_cfg.eval_batch_size)
+            val = evaluate_split(trainer, state, data["val"], first.val, train_cfg.eval_batch_size)
             entry.update({f"val/{k}": [v[k] for v in val] for k in val[0]})
             if plateau:
                 loop["plateau_best"], loop["plateau_bad"], reduce = plateau_step(
@@ -288,7 +290,7 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
                         reduce_learning_rate(state.opt_state, reduce, optimizer.plateau_factor), trainer.mesh))
                 entry["lr"] = np.asarray(state.opt_state.hyperparams["learning_rate"])
             if train_cfg.eval_train:
-                tr = _evaluate(trainer, state, data["train"], first.train, train_cfg.eval_batch_size)
+                tr = evaluate_split(trainer, state, data["train"], first.train, train_cfg.eval_batch_size)
                 entry.update({f"trainset/{k}": [v[k] for v in tr] for k in tr[0]})
             score = np.asarray([selection_score(v, select_metric) for v in val], np.float32)
             improved = score > loop["best_score"]
@@ -304,11 +306,12 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
             if out:
                 out.append_metrics(entry)
             loggers.write(entry)
-            if ckpt and ((epoch + 1) % train_cfg.checkpoint_every == 0 or epoch + 1 == train_cfg.epochs):
-                ckpt.save(epoch + 1, {"state": state, "loop": loop})
+            stop = bool(train_cfg.patience and np.all(loop["bad_epochs"] >= train_cfg.patience))
+            if ckpt and ((epoch + 1) % train_cfg.checkpoint_every == 0 or epoch + 1 == train_cfg.epochs or stop):
+                ckpt.save(epoch + 1, {"state": state, "loop": loop})  # an early stop saves what it reports
             progress.epoch(epoch + 1, {"loss": float(np.mean(entry["train/loss"])),
                                        f"val {select_metric}": float(np.nanmean(np.abs(score)))})
-            if train_cfg.patience and np.all(loop["bad_epochs"] >= train_cfg.patience):
+            if stop:
                 break
 
     if train_cfg.select == "best":
@@ -317,8 +320,8 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
         selected = [int(e) for e in loop["best_epoch"]]
     else:
         final, selected = state, [int(loop["epoch"])] * runs
-    test = _evaluate(trainer, final, data["test"], first.test, train_cfg.eval_batch_size)
-    val = _evaluate(trainer, final, data["val"], first.val, train_cfg.eval_batch_size)
+    test = evaluate_split(trainer, final, data["test"], first.test, train_cfg.eval_batch_size)
+    val = evaluate_split(trainer, final, data["val"], first.val, train_cfg.eval_batch_size)
     result = FitResult(test, val, selected, history, state, final.params, trainer, final.method_state, final.rest)
     if out:
         _write_outputs(out, method, seeds, hparams, result, task)

@@ -32,9 +32,13 @@ def test_select_best_keeps_the_best_validation_epoch():
     assert r.val[0]["acc"] == pytest.approx(max(val_curve))
 
 
-def test_early_stopping():
-    r = fit(get_method("vanilla"), [tiny_splits()], [0], MODEL, OPT, train_cfg(epochs=50, patience=2))
+def test_early_stopping_saves_the_epoch_it_stopped_at(tmp_path):
+    from jaxmm.train.checkpoint import Checkpointer
+
+    r = fit(get_method("vanilla"), [tiny_splits()], [0], MODEL, OPT,
+            train_cfg(epochs=50, patience=2, checkpoint_every=100, tensorboard=False), run_dir=str(tmp_path / "r"))
     assert len(r.history) < 50
+    assert Checkpointer(str(tmp_path / "r")).latest_epoch() == len(r.history)
 
 
 def test_ensemble_and_unimodal_run():
