@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import os
+import shutil
 import subprocess
 from typing import Callable, Mapping
 
@@ -21,7 +22,7 @@ from jaxmm.methods import Method, get_method
 from jaxmm.train.config import RunConfig, apply_overrides, to_dict
 from jaxmm.train.loop import FitResult, fit
 from jaxmm.train.outputs import RunDir
-from jaxmm.train.pretrain import freeze_encoders, pretrain_encoders
+from jaxmm.train.pretrain import PRETRAIN_DIR, freeze_encoders, pretrain_encoders
 from jaxmm.train.rundir import claim
 from jaxmm.train.sweep import point_label, programs
 
@@ -127,6 +128,8 @@ def run(cfg: RunConfig, run_dir: str | None, *, build: MethodBuilder = registry_
         program_record = {**record, **to_dict(program_cfg)} if record is not None and program.tag else record
         method = build(program_cfg, splits[0])
         encoders = None
+        if folder is not None and overwrite and not resume:  # no pre-training of the replaced run survives
+            shutil.rmtree(os.path.join(folder, PRETRAIN_DIR), ignore_errors=True)
         if program_cfg.train.pretrain_epochs:
             if folder is not None:  # refuse a taken folder before pre-training into it
                 claim(folder, resume=resume, overwrite=overwrite)

@@ -94,3 +94,16 @@ def test_a_model_without_encoders_is_refused():
     fake = {"a": pretrain.Pretrained({"w": np.zeros(2)}, {}, [])}
     with pytest.raises(ValueError, match=r"model.encoders\['a'\]"):
         pretrain.load_encoders(state, fake, None)
+
+
+def test_overwrite_removes_the_pre_training_of_the_replaced_run(trained, tmp_path, monkeypatch):
+    import dataclasses
+    import shutil
+
+    folder = str(tmp_path / "run")
+    shutil.copytree(trained[0], folder)
+    monkeypatch.setattr("jaxmm.train.runs.load_dataset", lambda name, seed, **kw: tiny_splits())
+    cfg = _cfg()
+    cfg.train = dataclasses.replace(cfg.train, epochs=1, pretrain_epochs=0)
+    run(cfg, folder, overwrite=True)
+    assert not os.path.exists(os.path.join(folder, "pretrain")) and os.path.isfile(os.path.join(folder, "results.json"))

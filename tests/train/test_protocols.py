@@ -4,7 +4,9 @@ sarcasm/humor labels, T = 50).
 
 One epoch of a protocol costs its compilations (measured on one CPU core: mosei_dmil 28 s, mosi_btw
 61 s, mosei_btw 45 s, mosi_synib 73 s with pre-training, mustard/urfunny_synib about 40 s each), so
-only mosei_dmil (through the command line) runs in the default suite; the others are ``slow``
+one protocol of each model family runs in the default suite: mosei_dmil (through the command line),
+mosi_btw (BTW's MoE model, L1 regression, the plateau schedule) and mustard_synib (FactorCL encoders,
+SynIB); mosei_btw, mosi_synib (with pre-training) and urfunny_synib are ``slow``
 (``pytest -m slow tests/train/test_protocols.py``)."""
 import json
 import os
@@ -76,7 +78,6 @@ def test_btw_protocol_settings():
                               "mosei_dmil"}
 
 
-@pytest.mark.slow
 def test_mosi_btw_one_epoch_l1_regression(data_dir):
     _, result = _one_epoch("mosi_btw", "btw", data_dir)
     val, test = result.fit.val[0], result.fit.test[0]
@@ -100,8 +101,7 @@ def test_mosi_synib_pretrains_and_trains_synib_one_epoch(data_dir):
     assert 0 <= result.fit.test[0]["acc"] <= 1 and "synib_kl" in str(result.fit.history[0])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["mustard_synib", "urfunny_synib"])
+@pytest.mark.parametrize("name", ["mustard_synib", pytest.param("urfunny_synib", marks=pytest.mark.slow)])
 def test_sarcasm_and_humor_synib_one_epoch(name, data_dir):
     # pre-training is exercised by mosi_synib (and tests/train/test_pretrain.py); off here for time
     _, result = _one_epoch(name, "synib", data_dir, "train.pretrain_epochs=0")
