@@ -36,6 +36,7 @@ Parameters are float32; ``dtype`` (``None`` or ``jnp.bfloat16``) is the compute 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -274,15 +275,34 @@ def _torch_uniform(bound: float):
     return lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
 
+def lstm_cell(state: tuple, xw: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> tuple:
+    """One LSTM step (PyTorch gate order i, f, g, o): ``(h, c)`` -> ``(h', c')``."""
+    h, c = state
+    i, f, g, o = jnp.split(xw + h @ w_hh + b_hh, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+def gru_cell(state: tuple, xw: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> tuple:
+    """One GRU step (PyTorch gate order r, z, n): ``(h,)`` -> ``(h',)``."""
+    (h,) = state
+    x_r, x_z, x_n = jnp.split(xw, 3, axis=-1)
+    h_r, h_z, h_n = jnp.split(h @ w_hh + b_hh, 3, axis=-1)
+    r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
+    return ((1 - z) * jnp.tanh(x_n + r * h_n) + z * h,)
+
+
 class _Recurrent(nnx.Module):
     """One recurrent layer over the valid steps, read at the last valid step (see subclasses).
 
     A subclass sets ``gates`` (gate blocks in the weights), ``carries`` (state arrays, the
-    hidden state first) and ``_step``.
+    hidden state first) and ``cell``, ``(state, xw, w_hh, b_hh) -> next state`` from the input
+    projection ``xw = x @ w_ih + b_ih`` of one step (:func:`lstm_cell`, :func:`gru_cell`).
     """
 
     gates: int
     carries: int
+    cell: Callable
 
     def __init__(self, in_features: int, *, hidden: int = 16, features: int | None = None, dropout: float = 0.0,
                  padding: str = "left", init: str = "torch", dtype=None, rngs: nnx.Rngs):
@@ -302,10 +322,6 @@ class _Recurrent(nnx.Module):
         self.dtype = dtype
         self.out_features = hidden if features is None else features
 
-    def _step(self, state: tuple, xw: jax.Array, w_hh: jax.Array, b_hh: jax.Array) -> tuple:
-        """The next state from the input projection ``xw`` (``x @ w_ih + b_ih``) of one step."""
-        raise NotImplementedError
-
     def state(self, x: jax.Array) -> jax.Array:
         """The hidden state ``[B, hidden]`` after the last valid step (zeros if none)."""
         x, valid = split_valid(x, self.padding)
@@ -316,7 +332,7 @@ class _Recurrent(nnx.Module):
 
         def step(state, inputs):
             xw_t, valid_t = inputs
-            new = self._step(state, xw_t, w_hh, b_hh)
+            new = self.cell(state, xw_t, w_hh, b_hh)
             return jax.tree.map(lambda n, s: jnp.where(valid_t[:, None], n, s), new, state), None
 
         state, _ = jax.lax.scan(step, (zeros,) * self.carries, (xw, valid.T))
@@ -347,12 +363,7 @@ class LSTMEncoder(_Recurrent):
     """
 
     gates, carries = 4, 2
-
-    def _step(self, state, xw, w_hh, b_hh):
-        h, c = state
-        i, f, g, o = jnp.split(xw + h @ w_hh + b_hh, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        return jax.nn.sigmoid(o) * jnp.tanh(c), c
+    cell = staticmethod(lstm_cell)
 
 
 class GRUEncoder(_Recurrent):
@@ -363,10 +374,4 @@ class GRUEncoder(_Recurrent):
     """
 
     gates, carries = 3, 1
-
-    def _step(self, state, xw, w_hh, b_hh):
-        (h,) = state
-        x_r, x_z, x_n = jnp.split(xw, 3, axis=-1)
-        h_r, h_z, h_n = jnp.split(h @ w_hh + b_hh, 3, axis=-1)
-        r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
-        return ((1 - z) * jnp.tanh(x_n + r * h_n) + z * h,)
+    cell = staticmethod(gru_cell)
