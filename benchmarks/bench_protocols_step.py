@@ -20,7 +20,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import pickle
@@ -38,6 +37,7 @@ from jaxmm.methods import get_method
 from jaxmm.train.batching import batches, stack_runs
 from jaxmm.train.config import RunConfig
 from jaxmm.train.loop import task_of_splits
+from jaxmm.train.optim import with_total_steps
 from jaxmm.train.protocols import apply_protocol
 from jaxmm.train.runs import select_modalities
 from jaxmm.train.sharding import replicate, shard_batch
@@ -84,9 +84,7 @@ def runner(name: str, method_name: str, data_dir: pathlib.Path):
     method = get_method(cfg.method, **cfg.method_options)
     n_train = len(splits.train)
     steps_per_epoch = -(-n_train // cfg.train.batch_size)
-    optimizer = cfg.optimizer
-    if optimizer.schedule == "cosine" and not optimizer.total_steps:  # as fit() completes it
-        optimizer = dataclasses.replace(optimizer, total_steps=cfg.train.epochs * steps_per_epoch)
+    optimizer = with_total_steps(cfg.optimizer, cfg.train.epochs, steps_per_epoch)  # as fit() completes it
     trainer = Trainer(method, {m: x.shape[1:] for m, x in splits.train.inputs.items()},
                       task_of_splits(splits, cfg.loss or None), cfg.model, optimizer, steps_per_epoch=steps_per_epoch)
     hparams = resolve_hparams(method, optimizer, [dict(cfg.hparams)] * len(SEEDS))

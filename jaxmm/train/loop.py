@@ -22,7 +22,7 @@ from jaxmm.train.checkpoint import Checkpointer
 from jaxmm.train.config import OptimizerConfig, TrainConfig
 from jaxmm.train.diagnostics import check_reference, write_figures
 from jaxmm.train.divergence import DivergenceMonitor
-from jaxmm.train.optim import plateau_step, reduce_learning_rate
+from jaxmm.train.optim import plateau_step, reduce_learning_rate, with_total_steps
 from jaxmm.train.loggers import EpochLoggers, check_available
 from jaxmm.train.outputs import RunDir, run_labels
 from jaxmm.train.pretrain import Pretrained, load_encoders
@@ -209,8 +209,7 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
     hp = resolve_hparams(method, optimizer, hparams)
     steps_per_epoch = num_batches(n_train, train_cfg.batch_size)
     plateau = isinstance(optimizer, OptimizerConfig) and optimizer.schedule == "plateau"
-    if isinstance(optimizer, OptimizerConfig) and optimizer.schedule == "cosine" and not optimizer.total_steps:
-        optimizer = dataclasses.replace(optimizer, total_steps=train_cfg.epochs * steps_per_epoch)
+    optimizer = with_total_steps(optimizer, train_cfg.epochs, steps_per_epoch)
     trainer = Trainer(method, input_shapes, task, model, optimizer, mesh, per_term_grads,
                       steps_per_epoch=steps_per_epoch, labels=labels,
                       augment_frames=train_cfg.augment_frames)

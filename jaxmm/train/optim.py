@@ -9,6 +9,8 @@ the loop once per epoch (:func:`plateau_step`) and multiplies each run's injecte
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import jax
@@ -86,6 +88,14 @@ def epoch_schedule(cfg: OptimizerConfig, steps_per_epoch: int | None):
                          f"(batches per epoch), got {steps_per_epoch!r}")
     return optax.exponential_decay(1.0, transition_steps=cfg.step_size * steps_per_epoch, decay_rate=cfg.gamma,
                                    staircase=True)
+
+
+def with_total_steps(cfg, epochs: int, steps_per_epoch: int):
+    """``cfg`` with a ``cosine`` schedule's missing ``total_steps`` set to ``epochs × steps_per_epoch``
+    (what :func:`~jaxmm.train.loop.fit` trains); any other optimiser or schedule as given."""
+    if isinstance(cfg, OptimizerConfig) and cfg.schedule == "cosine" and not cfg.total_steps:
+        return dataclasses.replace(cfg, total_steps=epochs * steps_per_epoch)
+    return cfg
 
 
 def make_optimizer(cfg: OptimizerConfig, steps_per_epoch: int | None = None) -> optax.GradientTransformation:
