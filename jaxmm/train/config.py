@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import dacite
 import yaml
 
+from jaxmm._checks import check_choice
 from jaxmm.models.multimodal import ModelConfig
 
 
@@ -143,6 +144,11 @@ class TrainConfig:
         pre-training.
       pretrain: what the fused run does with the pre-trained encoders: ``finetune`` (train
         them on) or ``freeze`` (they stay bit-identical).
+      parallel: how the step uses the device mesh: ``auto`` (one program the compiler
+        partitions) or ``shard_map`` (written per device: one gradient reduction, global
+        masked means; :func:`~jaxmm.train.trainer.per_device_step`).
+      batch_norm: under ``shard_map``: ``sync`` (BatchNorm moments over all devices, the same
+        model as ``auto``) or ``local`` (per device, as PyTorch DDP without SyncBatchNorm).
     """
 
     epochs: int = 100
@@ -162,6 +168,8 @@ class TrainConfig:
     unimodal_reference: dict[str, float] = dataclasses.field(default_factory=dict)
     pretrain_epochs: int = 0
     pretrain: str = "finetune"
+    parallel: str = "auto"
+    batch_norm: str = "sync"
 
     def __post_init__(self):
         bad = {m: a for m, a in self.unimodal_reference.items()
@@ -187,6 +195,8 @@ class TrainConfig:
                              f"got {self.pretrain_epochs!r}")
         if self.pretrain not in PRETRAIN:
             raise ValueError(f"train.pretrain must be one of {PRETRAIN}, got {self.pretrain!r}")
+        check_choice("train.parallel", self.parallel, ("auto", "shard_map"))
+        check_choice("train.batch_norm", self.batch_norm, ("sync", "local"))
 
 
 @dataclasses.dataclass

@@ -212,7 +212,8 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
     optimizer = with_total_steps(optimizer, train_cfg.epochs, steps_per_epoch)
     trainer = Trainer(method, input_shapes, task, model, optimizer, mesh, per_term_grads,
                       steps_per_epoch=steps_per_epoch, labels=labels,
-                      augment_frames=train_cfg.augment_frames)
+                      augment_frames=train_cfg.augment_frames, parallel=train_cfg.parallel,
+                      batch_norm=train_cfg.batch_norm)
     data = {name: stack_runs([getattr(s, name) for s in splits]) for name in ("train", "val", "test")}
     check_augmented(data["train"], train_cfg.augment_frames)
     select_metric = train_cfg.select_metric or task.select_metric

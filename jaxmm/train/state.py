@@ -126,11 +126,13 @@ def build_model(method: Method, factory: ModelFactory, num_outputs: int, rngs: n
     return model
 
 
-def graphdefs(method: Method, factory: ModelFactory, num_outputs: int):
+def graphdefs(method: Method, factory: ModelFactory, num_outputs: int, batch_norm_axis: str | None = None):
     """Static train- and eval-mode graph definitions and the abstract model (no arrays are allocated).
 
     Train mode uses batch statistics in BatchNorm (and updates the running averages held in
-    ``rest``), eval mode the running averages.
+    ``rest``), eval mode the running averages. With ``batch_norm_axis``, every ``nnx.BatchNorm``
+    of the train-mode model reduces its moments over that mesh axis (synchronised BatchNorm in a
+    per-device step).
 
     Returns:
       ``(train graphdef, eval graphdef, abstract train-mode model)``.
@@ -139,6 +141,10 @@ def graphdefs(method: Method, factory: ModelFactory, num_outputs: int):
     model.eval()
     eval_def = nnx.split(model, nnx.Param, ...)[0]
     model.train()
+    if batch_norm_axis is not None:
+        for _, module in model.iter_modules():
+            if isinstance(module, nnx.BatchNorm):
+                module.axis_name = batch_norm_axis
     train_def = nnx.split(model, nnx.Param, ...)[0]
     return train_def, eval_def, model
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from jaxmm.batch_reduce import axis_name, batch_mean
 from jaxmm.data.augment import augment_inputs
 from jaxmm.data.types import Batch
 from jaxmm.methods.base import Method, StepContext, Terms, valid_of
@@ -20,11 +21,32 @@ from jaxmm.train.state import TrainState
 
 
 def masked_mean(values: jax.Array, valid: jax.Array) -> jax.Array:
-    """Mean of per-example ``values`` over examples with ``valid == 1`` (padding excluded)."""
+    """Mean of per-example ``values`` over examples with ``valid == 1`` (padding excluded).
+
+    Global over the batch: in a per-device step the sums and the count are reduced over devices.
+    """
     if values.ndim != 1:
         raise ValueError(f"loss terms must be per-example [B] arrays, got shape {values.shape}")
-    w = valid.astype(values.dtype)
-    return jnp.sum(values * w) / jnp.maximum(jnp.sum(w), 1.0)
+    return batch_mean(values, valid)
+
+
+def is_random_key(x) -> bool:
+    """Whether ``x`` is an array of typed PRNG keys (a model's random stream)."""
+    return jnp.issubdtype(jnp.asarray(x).dtype, jax.dtypes.prng_key)
+
+
+def per_device_model_keys(rest):
+    """``rest`` with the model's own random streams (dropout, routing noise) folded with the device index.
+
+    Outside a per-device step ``rest`` is returned as is. Inside one, every device would otherwise
+    draw the same dropout masks for its different rows; the folded streams are the same on a rerun
+    with the same device count, but differ from the one-device draws.
+    """
+    name = axis_name()
+    if name is None:
+        return rest
+    index = jax.lax.axis_index(name)
+    return jax.tree.map(lambda x: jax.random.fold_in(x, index) if is_random_key(x) else x, rest)
 
 
 def per_term_gradients(term_means_fn, params):
@@ -80,8 +102,10 @@ def build_train_step(method: Method, graphdef, optimizer: optax.GradientTransfor
         ctx = StepContext(step_key, hparams, state.epoch, state.method_state, state.step, modalities, task)
         valid = valid_of(batch)
 
+        model_rest = per_device_model_keys(state.rest)
+
         def term_means(params):
-            model = nnx.merge(graphdef, params, state.rest, copy=True)
+            model = nnx.merge(graphdef, params, model_rest, copy=True)
             terms = method.terms(model, batch, ctx)
             if not isinstance(terms, Terms):
                 raise TypeError(f"{method.name}: terms must return a jaxmm.methods.Terms record, "

@@ -8,7 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import PartitionSpec as P
 
+from jaxmm._checks import check_choice
+from jaxmm.batch_reduce import is_per_device, per_device
 from jaxmm.data.types import Batch
 from jaxmm.methods.base import Method
 from jaxmm.models.groups import param_labels
@@ -19,7 +22,7 @@ from jaxmm.train.optim import fresh_optimizer_state, init_optimizer, make_optimi
 from jaxmm.train.sharding import make_data_mesh, replicate, shard_batch
 from jaxmm.train.state import (
     ModelFactory, TrainState, check_output, graphdefs, init_state, model_factory)
-from jaxmm.train.step import build_eval_step, build_train_step
+from jaxmm.train.step import build_eval_step, build_train_step, is_random_key
 
 
 def resolve_hparams(method: Method, opt: OptimizerConfig | optax.GradientTransformation,
@@ -43,6 +46,50 @@ def resolve_hparams(method: Method, opt: OptimizerConfig | optax.GradientTransfo
     return {k: np.asarray([float(o.get(k, v)) for o in overrides], np.float32) for k, v in base.items()}
 
 
+def per_device_step(step, mesh, name: str = "method"):
+    """``step`` (state, batch, hparams) -> (state, metrics) run per device with ``jax.shard_map``.
+
+    Each device gets its rows of the batch (axis 1; axis 0 is runs) and the replicated state; code in
+    ``step`` that reduces over examples does so globally through :mod:`jaxmm.batch_reduce`, and the
+    gradient of the replicated parameters is summed over devices once, by the autodiff of the
+    global loss. On the way out, the model's random streams get their replicated keys back, the
+    non-parameter model state and metrics that still differ per device (BatchNorm running averages
+    under ``local`` BatchNorm, logs of local means) are averaged over devices, and anything else
+    that differs per device is refused: it would silently depend on the device count.
+
+    Raises:
+      ValueError: (at trace time) the step's new parameters, optimiser or method state depend on
+        a device's own rows.
+    """
+    def local(state, batch, hparams):
+        with per_device("data"):
+            new_state, metrics = step(state, batch, hparams)
+            rest = jax.tree.map(lambda new, old: old if is_random_key(old) else _device_mean(new),
+                                new_state.rest, state.rest)
+            metrics = jax.tree.map(_device_mean, metrics)
+            for field in ("params", "transform_state", "opt_state", "method_state", "rng", "step", "epoch"):
+                leaves = jax.tree_util.tree_leaves_with_path(getattr(new_state, field))
+                bad = [jax.tree_util.keystr(p) for p, x in leaves if is_per_device(x)]
+                if bad:
+                    raise ValueError(f"{name}: under train.parallel='shard_map' its {field} {bad[0]} depends on "
+                                     "each device's rows; reduce over the batch with jaxmm.batch_reduce "
+                                     "(batch_sum, batch_mean, gather_rows) or use train.parallel='auto'")
+        return new_state._replace(rest=rest), metrics
+
+    batch_spec = P(None, "data")
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), batch_spec, P()), out_specs=(P(), P()))
+
+
+def _device_mean(x):
+    """``pmean`` over the data axis of a value that differs per device (floats only); others unchanged."""
+    if not is_per_device(x):
+        return x
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"a {x.dtype} value of the per-device step differs between devices; "
+                         "compute it from global reductions (jaxmm.batch_reduce)")
+    return jax.lax.pmean(x, "data")
+
+
 class Trainer:
     """Compiled functions for ``R`` runs of ``method`` trained side by side.
 
@@ -64,12 +111,20 @@ class Trainer:
         :func:`~jaxmm.models.groups.param_labels`, for the built-in model's layout).
       augment_frames: modalities whose ``uint8 [..., H, W, 3]`` frames the train step crops and
         flips on the device (:mod:`jaxmm.data.augment`); evaluation sees them unchanged.
+      parallel: ``"auto"``: one ``jax.jit`` program the compiler partitions over the mesh;
+        ``"shard_map"``: the step written per device (:func:`per_device_step`).
+      batch_norm: under ``shard_map``, ``"sync"`` (BatchNorm moments reduced over devices: the
+        same numbers as ``auto`` and one device) or ``"local"`` (each device normalises its own
+        rows, as PyTorch DDP without SyncBatchNorm: less communication, a different model).
     """
 
     def __init__(self, method: Method, input_shapes: Mapping[str, int | Sequence[int]], task: Task,
                  model: ModelConfig | ModelFactory, optimizer: OptimizerConfig | optax.GradientTransformation,
                  mesh=None, per_term_grads: bool = False, steps_per_epoch: int | None = None,
-                 labels: Callable | None = None, augment_frames: Sequence[str] = ()):
+                 labels: Callable | None = None, augment_frames: Sequence[str] = (), parallel: str = "auto",
+                 batch_norm: str = "sync"):
+        check_choice("parallel", parallel, ("auto", "shard_map"), owner="Trainer")
+        check_choice("batch_norm", batch_norm, ("sync", "local"), owner="Trainer")
         if task.kind not in method.model.tasks:
             raise ValueError(f"method {method.name!r} supports {list(method.model.tasks)} tasks, not {task.kind}; "
                              "choose a method that lists it (jaxmm methods)")
@@ -88,7 +143,9 @@ class Trainer:
             raise TypeError(f"optimizer must be an OptimizerConfig or an optax.GradientTransformation, "
                             f"got {type(optimizer).__name__}")
         self.factory = model_factory(method, model, self.input_shapes, task.num_outputs)
-        self.train_def, self.eval_def, self._abstract = graphdefs(method, self.factory, task.num_outputs)
+        sync_axis = "data" if parallel == "shard_map" and batch_norm == "sync" else None
+        self.train_def, self.eval_def, self._abstract = graphdefs(method, self.factory, task.num_outputs,
+                                                                   batch_norm_axis=sync_axis)
         self.modalities = tuple(self._abstract.modalities)
         self.labels = labels or param_labels
         self.transform = (method.transform.build(self.modalities, self.labels) if method.transform
@@ -98,9 +155,11 @@ class Trainer:
         step = build_train_step(method, self.train_def, self.optimizer, self.transform, self.modalities, task,
                                 per_term=per_term, augment_frames=tuple(augment_frames))
 
+        runs_step = jax.vmap(step) if parallel == "auto" else per_device_step(jax.vmap(step), self.mesh, method.name)
+
         def counted_step(state, batch, hparams):
             self.traces += 1  # runs at trace time only: counts compilations
-            return jax.vmap(step)(state, batch, hparams)
+            return runs_step(state, batch, hparams)
 
         self._step = jax.jit(counted_step, donate_argnums=(0,))
         self._eval_one = build_eval_step(method, self.eval_def, self.modalities, task)

@@ -18,10 +18,8 @@ import pytest
 
 from jaxmm.methods import available
 
-# Options a method cannot run without on the tiny problem (modalities "a", "b"; 3 classes; encoder width 8),
-# and schedules shortened so that the two epochs cross a stage boundary (the resumed epoch is in a new stage).
-OPTIONS = {"unimodal": {"modality": "a"}, "dmil": {"stage_epochs": (1, 1)},
-           "reconboost": {"epochs_per_stage": 1, "correct_epochs": 1}, "dnr": {"reinit_epoch": 1}}
+from _tiny import METHOD_OPTIONS as OPTIONS  # two epochs cross each method's stage boundary
+
 
 SCRIPT = textwrap.dedent("""
     import json, os, shutil, sys, tempfile, time, traceback

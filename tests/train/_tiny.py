@@ -5,6 +5,11 @@ from jaxmm.data.types import ArrayDataset, DatasetSplits
 from jaxmm.models.multimodal import MLPModelConfig
 from jaxmm.train.config import OptimizerConfig, TrainConfig
 
+# Options a method cannot run without on the tiny problem (modalities "a", "b"; 3 classes; encoder width 8),
+# and schedules shortened so that two epochs cross a stage boundary.
+METHOD_OPTIONS = {"unimodal": {"modality": "a"}, "dmil": {"stage_epochs": (1, 1)},
+                  "reconboost": {"epochs_per_stage": 1, "correct_epochs": 1}, "dnr": {"reinit_epoch": 1}}
+
 MODEL = MLPModelConfig(encoder_hidden=(8,), fusion_hidden=(8,))
 OPT = OptimizerConfig("adam", 1e-2, 0.0)
 

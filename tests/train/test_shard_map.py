@@ -1,0 +1,79 @@
+"""``train.parallel="shard_map"`` on 8 simulated CPU devices equals ``auto`` on one device.
+
+One subprocess (``XLA_FLAGS=--xla_force_host_platform_device_count=8``) trains each method with
+:func:`~jaxmm.train.loop.fit` (two runs, two epochs, epoch hooks included) on one device under
+``auto`` and on 8 devices under ``shard_map`` with synchronised BatchNorm, and compares the final
+parameters and method state. The batch of 16 leaves 2 rows per device, and the last batch of
+each epoch is padded, so any reduction over the batch that stayed local, any random draw that
+depends on the device count, and any padded row that counts shows up as a difference.
+Every method takes minutes on 2 CPU cores (``slow``); the default suite runs :data:`FAST`.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from jaxmm.methods import available
+
+SCRIPT = textwrap.dedent("""
+    import json, sys, traceback
+    import jax, numpy as np
+    from jaxmm.methods import get_method
+    from jaxmm.train.loop import fit
+    from jaxmm.train.sharding import make_data_mesh
+    from _tiny import METHOD_OPTIONS, MODEL, OPT, tiny_splits, train_cfg
+    assert jax.device_count() == 8, jax.devices()
+    names = json.loads(sys.argv[1])
+    splits = [tiny_splits(n=(44, 16, 16))]
+    results = {}
+    for name in names:
+        try:
+            method = get_method(name, **METHOD_OPTIONS.get(name, {}))
+            final = []
+            for devices, parallel in ((1, "auto"), (8, "shard_map")):
+                cfg = train_cfg(epochs=2, parallel=parallel, eval_batch_size=16)
+                r = fit(method, splits, [0, 1], MODEL, OPT, cfg, mesh=make_data_mesh(devices))
+                final.append(jax.tree.map(np.asarray, (r.state.params, r.state.method_state)))
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), *final)
+            results[name] = {"ok": True}
+        except Exception:
+            results[name] = {"ok": False, "error": traceback.format_exc()[-2500:]}
+    print("RESULTS " + json.dumps(results))
+""")
+
+
+def run_methods(names):
+    """Runs SCRIPT for ``names`` in one 8-device subprocess; returns its per-method results."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(names)], env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS "))
+    results = json.loads(line[len("RESULTS "):])
+    assert sorted(results) == sorted(names)
+    failed = {n: r["error"] for n, r in results.items() if not r["ok"]}
+    assert not failed, "\n\n".join(f"{n}:\n{e}" for n, e in failed.items())
+
+
+# The default suite's subset: a random shuffle across the batch and input-level counterfactual passes
+# (synib's random mask), a batch statistic fed to the gradient transform (ogm_ge) and per-term gradients
+# (mmpareto).
+FAST = ("synib", "ogm_ge", "mmpareto")
+
+
+def test_shard_map_equals_auto_for_fast_methods():
+    run_methods(list(FAST))
+
+
+@pytest.mark.slow
+def test_shard_map_equals_auto_for_every_method():
+    run_methods(sorted(available()))
+
+
+if __name__ == "__main__":  # python tests/train/test_shard_map.py NAME...: check the named methods
+    run_methods(sys.argv[1:])
+    print("shard_map equals auto:", " ".join(sys.argv[1:]))
