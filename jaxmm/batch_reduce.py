@@ -70,9 +70,21 @@ def batch_mean(x: jax.Array, where: jax.Array | None = None, axis: int = 0) -> j
 
 
 def gather_rows(x: jax.Array, axis: int = 0) -> jax.Array:
-    """The global batch of ``x`` (every device's rows, in device order) on every device."""
+    """The global batch of ``x`` (every device's rows, in device order) on every device.
+
+    Built as a ``psum`` of each device's rows placed in zeros (exact: every element adds zeros to one
+    value), so the result is typed replicated: state computed from it may leave the step.
+    """
     name = _AXIS.get()
-    return x if name is None else jax.lax.all_gather(x, name, axis=axis, tiled=True)
+    if name is None:
+        return x
+    n = x.shape[axis]
+    shape = list(x.shape)
+    shape[axis] = n * jax.lax.axis_size(name)
+    as_sum = jnp.int32 if x.dtype == jnp.bool_ else x.dtype
+    placed = jax.lax.dynamic_update_slice_in_dim(jnp.zeros(shape, as_sum), x.astype(as_sum),
+                                                 jax.lax.axis_index(name) * n, axis)
+    return jax.lax.psum(placed, name).astype(x.dtype)
 
 
 def local_rows(x: jax.Array, axis: int = 0) -> jax.Array:

@@ -141,11 +141,12 @@ def graphdefs(method: Method, factory: ModelFactory, num_outputs: int, batch_nor
     model.eval()
     eval_def = nnx.split(model, nnx.Param, ...)[0]
     model.train()
-    if batch_norm_axis is not None:
-        for _, module in model.iter_modules():
-            if isinstance(module, nnx.BatchNorm):
-                module.axis_name = batch_norm_axis
+    norms = [module for _, module in model.iter_modules() if isinstance(module, nnx.BatchNorm)]
+    for module in norms:
+        module.axis_name = batch_norm_axis
     train_def = nnx.split(model, nnx.Param, ...)[0]
+    for module in norms:  # the returned model is also traced outside the per-device step
+        module.axis_name = None
     return train_def, eval_def, model
 
 

@@ -45,11 +45,14 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+def _env():
+    return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
+            "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+
+
 def run_methods(names):
     """Runs SCRIPT for ``names`` in one 8-device subprocess; returns its per-method results."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(names)], env=env,
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(names)], env=_env(),
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS "))
@@ -57,6 +60,65 @@ def run_methods(names):
     assert sorted(results) == sorted(names)
     failed = {n: r["error"] for n, r in results.items() if not r["ok"]}
     assert not failed, "\n\n".join(f"{n}:\n{e}" for n, e in failed.items())
+
+
+BATCH_NORM_SCRIPT = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from flax import nnx
+    from jaxmm.methods import get_method
+    from jaxmm.models.multimodal import ModelOutput
+    from jaxmm.train.loop import fit
+    from jaxmm.train.sharding import make_data_mesh
+    from _tiny import OPT, tiny_splits, train_cfg
+
+    class Normed(nnx.Module):
+        # a user's model with BatchNorm in each tower and dropout before the head; no bias before BatchNorm
+        # (its gradient is zero up to rounding, which Adam would blow up into steps of size lr)
+        def __init__(self, rngs):
+            self.modalities = ("a", "b")
+            self.towers = nnx.Dict({m: nnx.Linear(4, 8, use_bias=False, rngs=rngs) for m in self.modalities})
+            self.norms = nnx.Dict({m: nnx.BatchNorm(8, rngs=rngs) for m in self.modalities})
+            self.drop = nnx.Dropout(DROPOUT, rngs=rngs)
+            self.head = nnx.Linear(16, 3, rngs=rngs)
+            self.heads = nnx.Dict({m: nnx.Linear(8, 3, rngs=rngs) for m in self.modalities})
+
+        def __call__(self, inputs):
+            z = {m: jax.nn.relu(self.norms[m](self.towers[m](inputs[m]))) for m in self.modalities}
+            return ModelOutput(self.head(self.drop(jnp.concatenate([z["a"], z["b"]], -1))),
+                               {m: self.heads[m](z[m]) for m in self.modalities}, z)
+
+    splits = [tiny_splits(n=(48, 16, 16))]
+    def train(devices, dropout=0.0, **cfg):
+        global DROPOUT
+        DROPOUT = dropout
+        r = fit(get_method("vanilla"), splits, [0, 1], Normed, OPT, train_cfg(epochs=2, eval_batch_size=16, **cfg),
+                mesh=make_data_mesh(devices))
+        as_array = lambda x: np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+        return jax.tree.map(as_array, (r.state.params, r.state.rest))
+
+    close = lambda a, b: jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5), a, b)
+    one = train(1)
+    close(one, train(8, parallel="shard_map"))  # synchronised BatchNorm: the model of one device
+    local = train(8, parallel="shard_map", batch_norm="local")
+    # per-device moments of 2 rows give another model: every parameter that trains differs, ...
+    moved = jax.tree.map(lambda x, y: bool(np.max(np.abs(x - y)) > 1e-3), one[0], local[0])
+    assert all(jax.tree.leaves(moved)), moved
+    # ... and the running averages are the mean of the devices' running averages, finite
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(local[1]) if x.dtype.kind == "f")
+    # dropout streams are folded per device: the one-device draws are not used, the model's key stays
+    dropped = train(8, dropout=0.5, parallel="shard_map")
+    alone = train(1, dropout=0.5)
+    assert not np.allclose(dropped[0]["head"]["kernel"], alone[0]["head"]["kernel"])
+    np.testing.assert_array_equal(dropped[1]["drop"]["rngs"]["key"], alone[1]["drop"]["rngs"]["key"])
+    print("BATCH_NORM_OK")
+""")
+
+
+def test_batch_norm_sync_equals_one_device_and_local_is_another_model():
+    proc = subprocess.run([sys.executable, "-c", BATCH_NORM_SCRIPT], env=_env(), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "BATCH_NORM_OK" in proc.stdout
 
 
 # The default suite's subset: a random shuffle across the batch and input-level counterfactual passes
