@@ -49,8 +49,8 @@ def device_count() -> int:
     return 1 if name is None else jax.lax.axis_size(name)
 
 
-def batch_sum(x: jax.Array, axis: int = 0) -> jax.Array:
-    """``jnp.sum(x, axis)`` over the examples of the whole (global) batch."""
+def batch_sum(x: jax.Array, axis: int | tuple[int, ...] = 0) -> jax.Array:
+    """``jnp.sum(x, axis)`` over the examples of the whole (global) batch (``axis`` includes the example axis)."""
     s = jnp.sum(x, axis=axis)
     name = _AXIS.get()
     return s if name is None else jax.lax.psum(s, name)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmm.batch_reduce import batch_sum, device_count
 from jaxmm.counterfactual.masks import corrupt
 
 
@@ -51,15 +52,32 @@ class LearnedMaskConfig:
             raise ValueError(f"learned mask needs steps >= 1, lr > 0, tau > 0; got {self}")
 
 
+def _mean_all(x: jax.Array) -> jax.Array:
+    """Mean of every element of ``x`` (``[B, ...]``) over the global batch."""
+    return batch_sum(x, axis=tuple(range(x.ndim))) / (x.size * device_count())
+
+
+def _clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
+    """``optax.clip_by_global_norm`` of one ``[B, ...]`` array, its norm taken over the global batch."""
+    def update_fn(updates, state, params=None):
+        del params
+        norm = jnp.sqrt(batch_sum(jnp.square(updates), axis=tuple(range(updates.ndim))))
+        return jnp.where(norm < max_norm, updates, (updates / norm.astype(updates.dtype)) * max_norm), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
 def _inner_optimizer(cfg: LearnedMaskConfig) -> optax.GradientTransformation:
     lr = cfg.lr if cfg.final_lr_fraction == 1.0 else optax.cosine_decay_schedule(cfg.lr, cfg.steps, cfg.final_lr_fraction)
     adam = optax.adam(lr)
-    return optax.chain(optax.clip_by_global_norm(cfg.clip), adam) if cfg.clip > 0 else adam
+    return optax.chain(_clip_by_global_norm(cfg.clip), adam) if cfg.clip > 0 else adam
 
 
 def learn_unimodal_mask(unimodal_loss: Callable[[jax.Array], jax.Array], x: jax.Array, fill: jax.Array,
                         cfg: LearnedMaskConfig, sparsity=None) -> jax.Array:
     """Hard destroy-gate marking the coordinates the unimodal head relies on.
+
+    The objective's means, the gradient clipping and the early stop run over the global batch.
 
     Args:
       unimodal_loss: ``x_corrupted -> [B]`` per-example CE of the unimodal head
@@ -79,20 +97,20 @@ def learn_unimodal_mask(unimodal_loss: Callable[[jax.Array], jax.Array], x: jax.
 
     def objective(logits):
         gate = jax.nn.sigmoid(logits / cfg.tau)
-        return -jnp.mean(unimodal_loss(corrupt(x, gate, fill))) + lam_sp * jnp.mean(gate)
+        return -_mean_all(unimodal_loss(corrupt(x, gate, fill))) + lam_sp * _mean_all(gate)
 
     def step(carry, _):
         logits, opt_state, calm, done = carry
         grads = jax.grad(objective)(logits)
         updates, new_opt_state = opt.update(grads, opt_state, logits)
         new_logits = optax.apply_updates(logits, updates)
-        change = jnp.mean(jnp.abs(jax.nn.sigmoid(new_logits / cfg.tau) - jax.nn.sigmoid(logits / cfg.tau)))
+        change = _mean_all(jnp.abs(jax.nn.sigmoid(new_logits / cfg.tau) - jax.nn.sigmoid(logits / cfg.tau)))
         new_logits = jnp.where(done, logits, new_logits)
         calm = jnp.where(change < cfg.tol, calm + 1, 0)
         done = done | ((cfg.tol > 0) & (calm >= cfg.patience))
         return (new_logits, new_opt_state, calm, done), None
 
-    logits0 = jnp.full(x.shape, cfg.init_logit, x.dtype)
+    logits0 = jnp.full_like(x, cfg.init_logit)  # varies per device like x: the scan carry keeps its type
     carry = (logits0, opt.init(logits0), jnp.zeros((), jnp.int32), jnp.zeros((), bool))
     (logits, *_), _ = jax.lax.scan(step, carry, None, length=cfg.steps)
     return jax.lax.stop_gradient((jax.nn.sigmoid(logits / cfg.tau) > 0.5).astype(x.dtype))

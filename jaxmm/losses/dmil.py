@@ -19,12 +19,14 @@ The paper note specifies no entropy regulariser on the gate, so none is provided
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 
 from jaxmm._checks import check_choice
+from jaxmm.batch_reduce import batch_mean, draw_rows, gather_rows, local_rows
 from jaxmm.losses._common import l2_normalize
 from jaxmm.losses.ce import softmax_cross_entropy
 from jaxmm.losses.kl import gaussian_kl_to_standard
@@ -38,8 +40,12 @@ STAGES = (1, 2, 3)
 
 
 def reparameterize(key: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
-    """A reparameterised sample ``μ + e^{logvar/2} ε`` of a diagonal Gaussian head."""
-    return mu + jnp.exp(0.5 * logvar) * jax.random.normal(key, mu.shape, mu.dtype)
+    """A reparameterised sample ``μ + e^{logvar/2} ε`` of a diagonal Gaussian head on ``[B, ...]`` rows.
+
+    ``ε`` of each row is that of one draw over the global batch (:func:`~jaxmm.batch_reduce.draw_rows`).
+    """
+    return mu + jnp.exp(0.5 * logvar) * draw_rows(functools.partial(jax.random.normal, dtype=mu.dtype), key,
+                                                   mu.shape)
 
 
 def id_variational_loss(z: jax.Array, reconstruction: jax.Array, mu_m: jax.Array,
@@ -85,8 +91,9 @@ def redundancy_alignment_loss(r1: jax.Array, r2: jax.Array, *, kind: str = "info
     Args:
       r1: ``[B, d]`` ``R^(1) ~ q(R|M^1)``.
       r2: ``[B, d]`` ``R^(2) ~ q(R|M^2)``.
-      kind: ``"infonce"`` (symmetric InfoNCE on cosine similarities, matching pairs positive;
-        default) or ``"mse"`` (mean squared difference) [INF: the note only says "alignment"].
+      kind: ``"infonce"`` (symmetric InfoNCE on cosine similarities over the global batch,
+        matching pairs positive; default) or ``"mse"`` (mean squared difference) [INF: the note
+        only says "alignment"].
       temperature: InfoNCE temperature [INF, default 0.1].
 
     Returns:
@@ -97,9 +104,10 @@ def redundancy_alignment_loss(r1: jax.Array, r2: jax.Array, *, kind: str = "info
         raise ValueError(f"r1 {r1.shape} and r2 {r2.shape} must be [B, d] of the same shape.")
     if kind == "mse":
         return jnp.mean((r1 - r2) ** 2, axis=-1)
-    logits = l2_normalize(r1) @ l2_normalize(r2).T / temperature
-    targets = jnp.arange(r1.shape[0])
-    return 0.5 * (softmax_cross_entropy(logits, targets) + softmax_cross_entropy(logits.T, targets))
+    # Every device scores the global batch's pairs and keeps its own rows.
+    logits = gather_rows(l2_normalize(r1)) @ gather_rows(l2_normalize(r2)).T / temperature
+    targets = jnp.arange(logits.shape[0])
+    return local_rows(0.5 * (softmax_cross_entropy(logits, targets) + softmax_cross_entropy(logits.T, targets)))
 
 
 def uniqueness_penalty(u: jax.Array, r: jax.Array, *, kind: str = "orthogonality",
@@ -110,9 +118,9 @@ def uniqueness_penalty(u: jax.Array, r: jax.Array, *, kind: str = "orthogonality
       u: ``[B, d]`` unique component ``U^m``.
       r: ``[B, d]`` shared component ``R``.
       kind: ``"orthogonality"`` (default): ``cos²(u_i, r_i)``, cheap and parameter-free;
-        ``"club"``: the CLUB bound ``log q(r_i|u_i) − E_j log q(r_j|u_i)`` with a Gaussian
-        variational network ``q(r|u) = N(club_mu, e^{club_logvar})`` evaluated on ``u`` (train it
-        with :func:`club_fit_loss`) [INF: the note names neither].
+        ``"club"``: the CLUB bound ``log q(r_i|u_i) − E_j log q(r_j|u_i)`` (``j`` over the global
+        batch) with a Gaussian variational network ``q(r|u) = N(club_mu, e^{club_logvar})``
+        evaluated on ``u`` (train it with :func:`club_fit_loss`) [INF: the note names neither].
       club_mu: ``[B, d]`` mean of ``q(r|u_i)`` (``"club"`` only).
       club_logvar: ``[B, d]`` log-variance of ``q(r|u_i)`` (``"club"`` only).
 
@@ -129,9 +137,10 @@ def uniqueness_penalty(u: jax.Array, r: jax.Array, *, kind: str = "orthogonality
                          "variational network q(r|u) on u.")
     precision = jnp.exp(-club_logvar)
     # E_j (r_j − μ_i)² = Var_batch(r) + (mean_batch(r) − μ_i)²; the log-variance terms cancel.
-    mean_r, var_r = jnp.mean(r, axis=0), jnp.var(r, axis=0)
-    negative = (var_r + (mean_r - club_mu) ** 2) * precision
+    # (In this order the gradients on one device are bit-identical to those of jnp.mean and jnp.var.)
+    offset = batch_mean(r) - club_mu
     positive = (r - club_mu) ** 2 * precision
+    negative = (batch_mean(jnp.square(r - batch_mean(r))) + offset ** 2) * precision
     return 0.5 * jnp.sum(negative - positive, axis=-1)
 
 

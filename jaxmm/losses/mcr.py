@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmm._checks import check_choice
+from jaxmm.batch_reduce import batch_sum, device_count, gather_rows, local_rows
 from jaxmm.losses._common import l2_normalize
 from jaxmm.losses.kl import categorical_kl
 
@@ -53,8 +54,8 @@ def permutation_divergences(apply_fn: Callable[[dict[str, jax.Array]], jax.Array
                             num_permutations: int = 32) -> dict[str, jax.Array]:
     """Per-example divergences ``D_n`` caused by permuting each modality's latent.
 
-    For each modality ``n`` and each of ``num_permutations`` random batch permutations ``π``
-    (any permutation, as the code's "rand"), ``D_n`` is the JSD between
+    For each modality ``n`` and each of ``num_permutations`` random permutations ``π`` of the
+    global batch (any permutation, as the code's "rand"), ``D_n`` is the JSD between
     ``softmax(apply_fn(latents with z_n → z_n[π]))`` and ``softmax(reference_logits)``, averaged
     over the permutations. The gradient reaching latent ``m`` through ``D_n`` is scaled by
     ``C[m, n]`` (:func:`coupling_matrix`), which reproduces the code's stop-gradient bookkeeping in
@@ -85,14 +86,16 @@ def permutation_divergences(apply_fn: Callable[[dict[str, jax.Array]], jax.Array
                              f"reference_logits has {batch}; pass the same batch.")
     ref_scale = 1.0 if coupling == "collaborative" else 1.0 + COUPLINGS[coupling] * (len(names) - 1)
     reference = _scale_grad(reference_logits, ref_scale)
-    order = jnp.broadcast_to(jnp.arange(batch), (len(names), num_permutations, batch))
-    permutations = jax.random.permutation(key, order, axis=-1, independent=True)
+    total = batch * device_count()
+    order = jnp.broadcast_to(jnp.arange(total), (len(names), num_permutations, total))
+    permutations = local_rows(jax.random.permutation(key, order, axis=-1, independent=True), axis=-1)
     divergences = {}
     for n, target in enumerate(names):
         scaled = {m: _scale_grad(latents[m], c[i, n]) for i, m in enumerate(names)}
+        donors = gather_rows(scaled[target])
 
-        def divergence(perm, target=target, scaled=scaled):
-            permuted = dict(scaled, **{target: scaled[target][perm]})
+        def divergence(perm, target=target, scaled=scaled, donors=donors):
+            permuted = dict(scaled, **{target: donors[perm]})
             return _jensen_shannon(apply_fn(permuted), reference)
 
         divergences[target] = jnp.mean(jax.vmap(divergence)(permutations[n]), axis=0)
@@ -136,7 +139,7 @@ def supervised_nt_xent(embeddings: Sequence[jax.Array], labels: jax.Array, *,
     ``−log(e^{s_ij} / (e^{s_ij} + Σ_{k: y_k ≠ y_i} e^{s_ik}))`` with ``s = cos / τ``; the loss is
     the mean over positive pairs (0 when there are none). Each example is given the pairs
     anchored at its ``M`` copies, rescaled so that the mean over included examples equals that
-    pair mean.
+    pair mean. Pairs, candidates and counts span the global batch (:mod:`jaxmm.batch_reduce`).
 
     Args:
       embeddings: one ``[B, D]`` latent per modality (same ``D``).
@@ -153,20 +156,24 @@ def supervised_nt_xent(embeddings: Sequence[jax.Array], labels: jax.Array, *,
     batch, num = labels.shape[0], len(embeddings)
     if embeddings[0].shape[0] != batch:
         raise ValueError(f"latents have {embeddings[0].shape[0]} rows but labels {batch}.")
-    z = l2_normalize(jnp.concatenate(embeddings, axis=0))
-    y = jnp.tile(labels, num)
     valid = jnp.ones((batch,), bool) if where is None else jnp.asarray(where, bool)
-    valid = jnp.tile(valid, num)
-    pair = valid[:, None] & valid[None, :]
-    same = (y[:, None] == y[None, :]) & pair
-    positive = same & ~jnp.eye(num * batch, dtype=bool)
+    # Anchors: this device's rows of every modality; candidates: every row of the global batch.
+    y = jnp.tile(gather_rows(labels), num)
+    candidates = jnp.tile(gather_rows(valid), num)
+    z = l2_normalize(jnp.concatenate([gather_rows(e) for e in embeddings], axis=0))
+    columns = jnp.arange(z.shape[0])
+    anchors = local_rows(columns.reshape(num, -1), axis=1).reshape(-1)
+    pair = jnp.tile(valid, num)[:, None] & candidates[None, :]
+    same = (jnp.tile(labels, num)[:, None] == y[None, :]) & pair
+    positive = same & (anchors[:, None] != columns[None, :])
     negative = ~same & pair
-    s = (z @ z.T) / temperature
+    z_anchor = local_rows(z.reshape(num, -1, z.shape[-1]), axis=1).reshape(num * batch, -1)
+    s = (z_anchor @ z.T) / temperature
     # A large finite floor instead of −inf keeps gradients finite when a row has no negative.
     neg_lse = jax.nn.logsumexp(jnp.where(negative, s, -1e9), axis=1, keepdims=True)
     pair_loss = jnp.where(positive, jnp.logaddexp(s, neg_lse) - s, 0.0)
     per_anchor = jnp.sum(pair_loss, axis=1).reshape(num, batch).sum(0)
-    n_pairs, n_valid = jnp.sum(positive), jnp.sum(valid) / num
+    n_pairs, n_valid = batch_sum(jnp.sum(positive, axis=1)), jnp.sum(candidates) / num
     loss = per_anchor * n_valid / jnp.maximum(n_pairs, 1)
     return loss if where is None else jnp.where(where, loss, 0.0)
 

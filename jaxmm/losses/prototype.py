@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmm._checks import check_choice
+from jaxmm.batch_reduce import batch_sum, gather_rows
 from jaxmm.losses._common import l2_normalize
 from jaxmm.losses.ce import softmax_cross_entropy, true_class_probability
 from jaxmm.losses.kl import categorical_kl_to_uniform
@@ -35,7 +36,10 @@ PMR_RULES = ("code", "continuous")
 
 def class_sums(features: jax.Array, labels: jax.Array, num_classes: int, *, where=None
                ) -> tuple[jax.Array, jax.Array]:
-    """Per-class sums and counts of features, additive across batches.
+    """Per-class sums and counts of features over the global batch, additive across batches.
+
+    Inside a per-device train step the rows of every device are gathered first, so the sums are
+    those of one device holding the whole batch.
 
     Args:
       features: ``[B, D]`` features of one modality.
@@ -50,6 +54,7 @@ def class_sums(features: jax.Array, labels: jax.Array, num_classes: int, *, wher
     onehot = jax.nn.one_hot(labels, num_classes, dtype=features.dtype)
     if where is not None:
         onehot = onehot * jnp.asarray(where, features.dtype)[:, None]
+    onehot, features = gather_rows(onehot), gather_rows(features)
     return onehot.T @ features, jnp.sum(onehot, axis=0)
 
 
@@ -157,9 +162,9 @@ def pmr_loss(features: Sequence[jax.Array], prototypes: Sequence[jax.Array], lab
     """PMR's extra loss ``Σ_m coef_m · PCE_m − μ · H_dominant`` per example (add it to the CE).
 
     ``PCE_m`` is the CE of the prototype logits ``−‖z^m_i − c^m_k‖``; the coefficients come from
-    :func:`pmr_coefficients` on this batch's scores. The entropy term is the paper's prototypical
-    entropy regulariser [U]: minimising ``−μ·H(softmax(q^dom))`` keeps the dominant modality
-    (strictly highest score) from converging early. The code has no such term; set
+    :func:`pmr_coefficients` on the scores of the global batch. The entropy term is the paper's
+    prototypical entropy regulariser [U]: minimising ``−μ·H(softmax(q^dom))`` keeps the dominant
+    modality (strictly highest score) from converging early. The code has no such term; set
     ``entropy_weight`` to ``μ`` during the first epochs and 0 afterwards (it may be traced).
 
     Args:
@@ -179,7 +184,7 @@ def pmr_loss(features: Sequence[jax.Array], prototypes: Sequence[jax.Array], lab
                          f"and {len(prototypes)} prototype arrays.")
     logits = [prototype_logits(z, c) for z, c in zip(features, prototypes)]
     weight = jnp.ones(labels.shape) if where is None else jnp.asarray(where, jnp.float32)
-    scores = jnp.stack([jnp.sum(weight * true_class_probability(q, labels)) for q in logits])
+    scores = jnp.stack([batch_sum(weight * true_class_probability(q, labels)) for q in logits])
     coefficients = pmr_coefficients(scores, alpha=alpha, rule=rule)
     others = jnp.where(jnp.eye(len(logits), dtype=bool), -jnp.inf, scores[None, :])
     dominant = scores > jnp.max(others, axis=1)

@@ -50,6 +50,7 @@ import numpy as np
 from flax import nnx
 
 from jaxmm._checks import check_choice
+from jaxmm.batch_reduce import batch_mean
 from jaxmm.losses.btw import (
     COMBINES, MI_ESTIMATORS, btw_refresh_due, btw_schedule_init, btw_schedule_update,
     btw_smooth_weights, btw_target_weights)
@@ -143,7 +144,7 @@ def btw(apply: str = "embedding", combine: str = "kl+mi", mi_estimator: str = "k
         uni = [ctx.loss(out.unimodal_logits[m], batch.label) for m in model.modalities]
         if not embedding:
             uni = [w[:, j] * ce for j, ce in enumerate(uni)]
-        logs = {f"btw_w/{m}": jnp.mean(w[:, j]) for j, m in enumerate(model.modalities)}
+        logs = {f"btw_w/{m}": batch_mean(w[:, j]) for j, m in enumerate(model.modalities)}
         return Terms({"ce": ctx.loss(out.logits, batch.label), "uni_ce": sum(uni)}, logs=logs)
 
     def forward(model, inputs, ctx):

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxmm._checks import check_choice
+from jaxmm.batch_reduce import batch_mean
 from jaxmm.losses.dmil import (
     ALIGNMENTS, MIXES, PENALTIES, RECONSTRUCTION_ERRORS, cd_variational_loss, club_fit_loss,
     gated_aggregate, id_variational_loss, redundancy_alignment_loss, reparameterize,
@@ -304,7 +305,7 @@ def dmil(feature_width: int = 0, num_modalities: int = 2, latent_width: int = 0,
                 t["club_fit"] = club_fit
         gate = jax.nn.softmax(out["gate_logits"], axis=-1)
         logs = {"stage": stage_of(ctx.epoch, stage_epochs),
-                **{f"gate/{c}": jnp.mean(gate[:, i])
+                **{f"gate/{c}": batch_mean(gate[:, i])
                    for i, c in enumerate(COMPONENTS if full else model.modalities)}}
         return Terms(t, logs=logs)
 

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmm._checks import check_choice
+from jaxmm.batch_reduce import batch_mean
 from jaxmm.losses import l2_normalize
 from jaxmm.losses.ce import as_categorical, true_class_probability
 from jaxmm.losses.mixture import gated_log_probs
@@ -134,9 +135,9 @@ def iibalance(budgets: tuple = (), warmup_epochs: int = 5, budget_method: str = 
         ms, mods = ctx.state, model.modalities
         out = model(batch.inputs)
         valid = valid_of(batch)
-        # Potentials and prototypes: EMAs over batches (gradient-free statistics).
-        pi = jnp.stack([jnp.sum(valid * true_class_probability(out.unimodal_logits[m], batch.label))
-                        for m in mods]) / jnp.maximum(jnp.sum(valid), 1.0)
+        # Potentials and prototypes: EMAs over (global) batches (gradient-free statistics).
+        pi = jnp.stack([batch_mean(true_class_probability(out.unimodal_logits[m], batch.label), valid)
+                        for m in mods])
         potentials = jax.lax.stop_gradient(ema_update(ms["potentials"], pi, momentum))
         z = _normalized_features(out, mods)
         k = ms["prototypes"].shape[1]
@@ -153,7 +154,7 @@ def iibalance(budgets: tuple = (), warmup_epochs: int = 5, budget_method: str = 
         fused, weights = gated_prediction(model, out.unimodal_logits, ms["budgets"], kappa)
         t = {"ce": ctx.loss(fused, batch.label), "uni_ce": unimodal_loss(out, batch.label, ctx), "pra": align}
         logs = {**{f"gap/{m}": gap[j] for j, m in enumerate(mods)},
-                **{f"gate/{m}": jnp.mean(weights[:, j]) for j, m in enumerate(mods)}}
+                **{f"gate/{m}": batch_mean(weights[:, j]) for j, m in enumerate(mods)}}
         return Terms(t, state={**ms, "potentials": potentials, "prototypes": prototypes}, logs=logs)
 
     def term_weights(ctx):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from jaxmm.batch_reduce import batch_mean
 from jaxmm.losses.ce import as_categorical
 from jaxmm.losses.mcr import COUPLINGS, permutation_divergences, supervised_nt_xent
 from jaxmm.methods._masking import pure
@@ -67,8 +68,7 @@ def mcr(coupling: str = "greedy", num_permutations: int = 32, latents: str = "ev
                                  f"got {widths}. Give the encoders one output width or pass contrastive=False.")
             t["con"] = supervised_nt_xent(list(out.features.values()), batch.label, temperature=ctx.hparams["tau"],
                                           where=where)
-        return Terms(t, logs={f"mipd/D_{m}": jnp.sum(jnp.where(where, d, 0.0)) / jnp.maximum(jnp.sum(where), 1)
-                              for m, d in divergences.items()})
+        return Terms(t, logs={f"mipd/D_{m}": batch_mean(d, where=where) for m, d in divergences.items()})
 
     return Method(
         terms=terms,

@@ -5,10 +5,11 @@ Training alternates modalities step by step: step ``t`` trains modality
 every modality; only that encoder (and ``H``) moves on the step
 (``trainable``: the other encoders keep their exact values, no momentum or
 weight-decay drift). Before every step but the first, the OWM projector of
-:func:`jaxmm.transforms.mla.mla` is updated with the step's mean feature and
-the gradient of ``H``'s kernel is projected; the forgetting factor reads the
-fraction of the epoch done, ``(t − t_epoch) / steps_per_epoch`` (the epoch
-hook records both; 0 throughout the first epoch, whose length is not yet known).
+:func:`jaxmm.transforms.mla.mla` is updated with the step's mean feature
+(over the global batch's valid rows) and the gradient of ``H``'s kernel is
+projected; the forgetting factor reads the fraction of the epoch done,
+``(t − t_epoch) / steps_per_epoch`` (the epoch hook records both; 0 throughout
+the first epoch, whose length is not yet known).
 Inference fuses the unimodal predictions ``H(z_m)`` with test-time
 uncertainty weights (:func:`fuse_predictions`).
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxmm.batch_reduce import batch_mean
 from jaxmm.losses.ce import as_categorical
 from jaxmm.methods.base import EpochHook, GradientTransform, Method, ModelSpec, Terms
 from jaxmm.methods.registry import register
@@ -125,7 +127,7 @@ def mla(projection: str = "replace", denominator: str = "scalar", base: float = 
         fraction = jnp.where(ms["steps_per_epoch"] > 0,
                              (ctx.step - ms["epoch_start"]) / jnp.maximum(ms["steps_per_epoch"], 1), 0.0)
         valid = batch.meta.get("valid")
-        signals = {"features": jnp.average(feature, axis=0, weights=valid)[None, :],
+        signals = {"features": batch_mean(feature, valid)[None, :],
                    "epoch_fraction": jnp.clip(fraction, 0.0, 1.0)}
         return Terms({"ce": ce}, signals=signals,
                      logs={f"active/{m}": active[i].astype(jnp.float32) for i, m in enumerate(mods)})

@@ -21,11 +21,14 @@ frames are already normalised (``noisy_views(..., clip=(0, 1))`` reproduces it).
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxmm.batch_reduce import batch_mean, draw_rows
 
 _EPS = 1e-12
 
@@ -100,9 +103,13 @@ def update_redundancy_phase(state: RedundancyPhaseState, *, confidence: jax.Arra
 
 def noisy_views(key: jax.Array, x: jax.Array, sigma: float = 0.03,
                 clip: tuple[float, float] | None = None) -> tuple[jax.Array, jax.Array]:
-    """Two views ``x + σ ε_k`` (k = 1, 2) of an input, optionally clipped (code: visual to [0, 1])."""
+    """Two views ``x + σ ε_k`` (k = 1, 2) of an input batch, optionally clipped (code: visual to [0, 1]).
+
+    The noise of each example is that of one draw over the global batch (:func:`~jaxmm.batch_reduce.draw_rows`).
+    """
     k1, k2 = jax.random.split(key)
-    views = [x + sigma * jax.random.normal(k, x.shape, x.dtype) for k in (k1, k2)]
+    views = [x + sigma * draw_rows(functools.partial(jax.random.normal, dtype=x.dtype), k, x.shape)
+             for k in (k1, k2)]
     if clip is not None:
         views = [jnp.clip(v, *clip) for v in views]
     return views[0], views[1]
@@ -110,31 +117,31 @@ def noisy_views(key: jax.Array, x: jax.Array, sigma: float = 0.03,
 
 def redundancy_score(features_1: jax.Array, features_2: jax.Array, view_1: jax.Array,
                      view_2: jax.Array, valid: jax.Array | None = None) -> jax.Array:
-    """``red = mean((φ(x¹) − φ(x²))²) / (mean((x¹ − x²)²) + 1e-12)``.
+    """``red = mean((φ(x¹) − φ(x²))²) / (mean((x¹ − x²)²) + 1e-12)``, means over the global batch.
 
     Args:
       features_1, features_2: encoder feature maps (before pooling, eval mode)
         of the two views.
       view_1, view_2: the two noisy views.
-      valid: optional ``[B]`` weights of the examples (padding 0); ``None``: all.
+      valid: optional ``[B]`` 0/1 mask of the examples (padding 0); ``None``: all.
 
     Returns:
-      float32 scalar, gradient stopped.
+      float32 scalar, gradient stopped (0 for an all-padding batch).
     """
     def msd(a, b):
         a, b = jax.lax.stop_gradient(a), jax.lax.stop_gradient(b)
         per_example = jnp.square(a.astype(jnp.float32) - b.astype(jnp.float32)).reshape(a.shape[0], -1)
-        return jnp.average(jnp.mean(per_example, 1), weights=valid)
+        return batch_mean(jnp.mean(per_example, 1), where=valid)
 
     return msd(features_1, features_2) / (msd(view_1, view_2) + _EPS)
 
 
 def co_information_similarity(features: Sequence[jax.Array], valid: jax.Array | None = None) -> jax.Array:
-    """Batch-mean cosine similarity of the pooled features, averaged over modality pairs.
+    """Mean cosine similarity of the pooled features over the global batch, averaged over modality pairs.
 
     Args:
       features: per-modality ``[B, D]`` pooled features (same D), at least two.
-      valid: optional ``[B]`` weights of the examples (padding 0); ``None``: all.
+      valid: optional ``[B]`` 0/1 mask of the examples (padding 0); ``None``: all.
 
     Returns:
       float32 scalar ``sim(t)``; for two modalities ``(1/B) Σ_i cos(z_a,i, z_v,i)``.
@@ -148,5 +155,5 @@ def co_information_similarity(features: Sequence[jax.Array], valid: jax.Array | 
     unit = [x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), _EPS)
             for x in (jax.lax.stop_gradient(f).reshape(f.shape[0], -1).astype(jnp.float32)
                       for f in features)]
-    pairs = [jnp.average(jnp.sum(a * b, -1), weights=valid) for i, a in enumerate(unit) for b in unit[i + 1:]]
+    pairs = [batch_mean(jnp.sum(a * b, -1), where=valid) for i, a in enumerate(unit) for b in unit[i + 1:]]
     return jnp.mean(jnp.stack(pairs))

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmm.batch_reduce import batch_mean
 from jaxmm.losses.ce import true_class_probability
 from jaxmm._checks import check_choice
 from jaxmm.transforms import _common, _tree
@@ -100,17 +101,13 @@ def agm_scores(responses: Mapping[str, jax.Array], labels: jax.Array,
     Args:
       responses: ``{modality: [B, K] response logits}`` (softmax; sigmoid for ``K = 1``).
       labels: ``[B]`` integer class ids.
-      valid: optional ``[B]`` 0/1 weights; the mean runs over the valid examples only.
+      valid: optional ``[B]`` 0/1 weights; the mean runs over the valid examples only, of the global batch.
 
     Returns:
       ``{modality: float32 scalar}``, gradient stopped.
     """
     def score(o):
-        nll = -jnp.log(jnp.maximum(true_class_probability(o, labels), 1e-8))
-        if valid is None:
-            return jnp.mean(nll)
-        w = valid.astype(jnp.float32)
-        return jnp.sum(nll * w) / jnp.maximum(jnp.sum(w), 1.0)
+        return batch_mean(-jnp.log(jnp.maximum(true_class_probability(o, labels), 1e-8)), valid)
 
     return {m: score(o) for m, o in responses.items()}
 

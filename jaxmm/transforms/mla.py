@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmm._checks import check_choice
+from jaxmm.batch_reduce import batch_mean, is_per_device
 from jaxmm.transforms import _common, _tree
 
 _NAME = "mla"
@@ -55,14 +56,16 @@ def update_projector(projector: jax.Array, features: jax.Array, alpha: Any, *,
 
     Args:
       projector: ``[d, d]`` current ``P``.
-      features: ``[B, d]`` features of the current modality (input of the head).
+      features: ``[B, d]`` features of the current modality (input of the head); rows that differ per
+        device are averaged over the global batch, rows the same on every device (a global mean) as given.
       alpha: forgetting factor ``α_t``.
       denominator: ``"scalar"`` (``α + r k``) or ``"outer"`` (code: ``α + k r``).
 
     Returns:
       The new ``[d, d]`` float32 projector.
     """
-    r = jnp.mean(jax.lax.stop_gradient(features).astype(jnp.float32), axis=0)[None, :]
+    features = jax.lax.stop_gradient(features).astype(jnp.float32)
+    r = (batch_mean(features) if is_per_device(features) else jnp.mean(features, axis=0))[None, :]
     k = projector @ r.T
     denom = alpha + (r @ k if denominator == "scalar" else k @ r)
     new = projector - (k @ k.T) / denom

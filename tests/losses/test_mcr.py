@@ -1,5 +1,14 @@
-"""MCR: permutation (MIPD) term, game coupling and supervised NT-Xent."""
+"""MCR: permutation (MIPD) term, game coupling and supervised NT-Xent.
+
+One 4-device subprocess checks that inside a per-device step (``jax.shard_map``, 2 rows per device)
+both terms and their gradients are those of the whole batch: the permutations draw donors from every
+device and NT-Xent's pairs span the global batch.
+"""
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -122,3 +131,43 @@ def test_bad_inputs():
         mcr.supervised_nt_xent([jnp.ones((3, 2)), jnp.ones((3, 4))], jnp.zeros(3, int))
     with pytest.raises(ValueError, match="labels"):
         mcr.supervised_nt_xent([jnp.ones((3, 2))] * 2, jnp.zeros(4, int))
+
+
+PER_DEVICE = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jaxmm import batch_reduce as br
+    from jaxmm.losses import mcr
+    mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    rng = np.random.default_rng(0)
+    rows = (rng.normal(size=(8, 4)).astype(np.float32), rng.normal(size=(8, 4)).astype(np.float32),
+            rng.normal(size=(8, 3)).astype(np.float32), rng.integers(0, 2, 8),
+            np.array([1, 1, 0, 1, 1, 1, 0, 1], bool))
+    w = rng.normal(size=(8, 3)).astype(np.float32)
+
+    def terms(w, a, v, ref, y, valid):
+        head = lambda z: jnp.concatenate([z["a"], z["v"]], -1) @ w
+        return (mcr.mipd_loss(head, {"a": a, "v": v}, ref, jax.random.key(3), num_permutations=4, where=valid),
+                mcr.supervised_nt_xent([a, v], y, where=valid))
+
+    def local(*args):
+        with br.per_device("data"):
+            return terms(*args)
+
+    def with_grads(fn):
+        total = lambda *a: sum(jnp.sum(jnp.sin(t)) for t in fn(*a))
+        return jax.jit(lambda *a: (fn(*a), jax.grad(total, argnums=(0, 1, 2, 3))(*a)))
+
+    sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(),) + (P("data"),) * 5, out_specs=P("data"))
+    put = [jax.device_put(r, NamedSharding(mesh, P("data"))) for r in rows]
+    got, want = with_grads(sharded)(w, *put), with_grads(terms)(w, *rows)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, want)
+    print("MCR_PER_DEVICE_OK")
+""")
+
+
+def test_terms_and_gradients_per_device_are_those_of_the_whole_batch():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", PER_DEVICE], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MCR_PER_DEVICE_OK" in proc.stdout

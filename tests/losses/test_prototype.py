@@ -1,7 +1,14 @@
 """Prototypes, PMR's prototypical CE and IIBalance's budget-gap alignment.
 
 Expected values are computed in numpy and each test compiles one program, to keep the suite fast.
+One 4-device subprocess checks that inside a per-device step (``jax.shard_map``, 2 rows per
+device) the class sums and PMR's scores are those of the whole batch.
 """
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -120,6 +127,42 @@ def test_pmr_loss_scales_the_weak_modality_and_regularises_the_dominant():
     entropy = -(np.exp(log_p) * log_p).sum(-1)
     np.testing.assert_allclose(with_entropy, 2.0 * weak_pce - 0.5 * entropy, rtol=1e-4, atol=1e-6)
     assert masked[1] == 0.0
+
+
+PER_DEVICE = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jaxmm import batch_reduce as br
+    from jaxmm.losses import prototype as proto
+    mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    rng = np.random.default_rng(0)
+    rows = (rng.normal(size=(8, 3)).astype(np.float32), rng.integers(0, 3, 8),
+            np.array([1, 1, 0, 1, 1, 1, 0, 0], bool))
+    prototypes = [rng.normal(size=(3, 3)).astype(np.float32), rng.normal(size=(3, 3)).astype(np.float32)]
+
+    def fn(z, y, valid):
+        loss, coef = proto.pmr_loss([z, 2 * z], prototypes, y, alpha=2.0, rule="continuous",
+                                    entropy_weight=0.5, where=valid)
+        return proto.class_sums(z, y, 3, where=valid), coef, loss
+
+    def local(*a):
+        with br.per_device("data"):
+            return fn(*a)
+    put = [jax.device_put(r, NamedSharding(mesh, P("data"))) for r in rows]
+    got = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("data"),) * 3,
+                                out_specs=(P(), P(), P("data"))))(*put)
+    want = jax.jit(fn)(*rows)
+    np.testing.assert_array_equal(got[0][1], [1, 3, 1])   # counts of the valid rows of the whole batch
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, want)
+    print("PROTOTYPE_PER_DEVICE_OK")
+""")
+
+
+def test_class_sums_and_pmr_scores_per_device_are_those_of_the_whole_batch():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", PER_DEVICE], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "PROTOTYPE_PER_DEVICE_OK" in proc.stdout
 
 
 def test_budget_gap_and_alignment_vanish_when_the_gap_is_closed():

@@ -1,4 +1,13 @@
-"""RedReg's redundant-phase monitor: growth rate, EMA normalisation, resets, observations."""
+"""RedReg's redundant-phase monitor: growth rate, EMA normalisation, resets, observations.
+
+One 4-device subprocess checks that inside a per-device step (``jax.shard_map``, 2 rows per device)
+the noisy views and both observations are those of the whole batch.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -76,3 +85,37 @@ def test_padded_examples_are_left_out():
 def test_similarity_needs_one_width():
     with pytest.raises(ValueError, match="differ in width \\[2, 3\\]"):
         co_information_similarity([jnp.ones((4, 2)), jnp.ones((4, 3))])
+
+
+PER_DEVICE = textwrap.dedent("""
+    import jax, numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jaxmm import batch_reduce as br
+    from jaxmm.monitors.redundancy_phase import co_information_similarity, noisy_views, redundancy_score
+    mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    rng = np.random.default_rng(0)
+    rows = (rng.random(size=(8, 2, 3)).astype(np.float32), rng.normal(size=(8, 5)).astype(np.float32),
+            rng.normal(size=(8, 5)).astype(np.float32), np.array([1, 1, 0, 1, 1, 1, 0, 0], np.float32))
+
+    def observe(x, f1, f2, valid):
+        v1, v2 = noisy_views(jax.random.key(2), x, 0.3, clip=(0.0, 1.0))
+        return v1, v2, redundancy_score(f1, f2, v1, v2, valid), co_information_similarity([f1, f2], valid)
+
+    def local(*args):
+        with br.per_device("data"):
+            return observe(*args)
+
+    sharded = jax.shard_map(local, mesh=mesh, in_specs=(P("data"),) * 4,
+                            out_specs=(P("data"), P("data"), P(), P()))
+    put = [jax.device_put(r, NamedSharding(mesh, P("data"))) for r in rows]
+    got, want = jax.jit(sharded)(*put), jax.jit(observe)(*rows)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), got, want)
+    print("REDUNDANCY_PER_DEVICE_OK")
+""")
+
+
+def test_observations_per_device_are_those_of_the_whole_batch():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", PER_DEVICE], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "REDUNDANCY_PER_DEVICE_OK" in proc.stdout
