@@ -146,6 +146,9 @@ def _resumed_config(args, run_dir: str):
 
 
 def _cmd_train(args) -> None:
+    from jaxmm.train.distributed import initialize  # before anything touches a device
+
+    initialize(args.distributed)
     from jaxmm.methods import load_plugins
     from jaxmm.train.runs import run
 
@@ -178,9 +181,13 @@ def _check_writable(out_dir: str) -> None:
 
 
 def _report(cfg, rows, root: str) -> None:
-    """Prints (and writes ``sweep.md`` for a sweep) mean ± std of the test metrics per grid point."""
+    """Prints (and writes ``sweep.md`` for a sweep) mean ± std of the test metrics per grid point (process 0
+    of several only)."""
+    from jaxmm.train.distributed import is_main_process
     from jaxmm.train.loop import summarize
 
+    if not is_main_process():
+        return
     if len(rows) == 1 and rows[0][0] == "-":
         summary = summarize(rows[0][2])
         print(f"\n{cfg.method} on {cfg.dataset}, seeds {list(cfg.seeds)} — test metrics (mean ± std):")
@@ -303,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "train.epochs, train.patience and how progress is shown may change)")
     train.add_argument("--overwrite", action="store_true",
                        help="replace the run the folder holds (its checkpoints and outputs are removed first)")
+    train.add_argument("--distributed", dest="distributed", action="store_const", const="on", default="auto",
+                       help="join the other processes of this run through jax.distributed.initialize() with JAX's "
+                            "own cluster detection (TPU pod slices, Open MPI). Without it this happens when "
+                            "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID are set, or in a "
+                            "SLURM step of several tasks (README: Several GPUs, hosts, SLURM, TPU pods)")
+    train.add_argument("--no-distributed", dest="distributed", action="store_const", const="off",
+                       help="train in this process alone, whatever the environment says")
     for command in (train, methods):
         command.add_argument("--plugin", action="append", metavar="MODULE",
                              help="import MODULE first (a module registering methods with "

@@ -32,8 +32,9 @@ def _put(q: queue.Queue, stop: threading.Event, item) -> bool:
     return False
 
 
-def prefetch_to_mesh(batches: Iterable[Batch], mesh, size: int = 2, *, batch_axis: int = 1) -> Iterator[Batch]:
-    """Yields ``shard_batch(b, mesh)`` for every ``b`` in ``batches``, ``size`` batches ahead.
+def prefetch_to_mesh(batches: Iterable[Batch], mesh, size: int = 2, *, batch_axis: int = 1,
+                     local: bool = False) -> Iterator[Batch]:
+    """Yields ``shard_batch(b, mesh, local=local)`` for every ``b`` in ``batches``, ``size`` batches ahead.
 
     A daemon thread pulls from ``batches`` (so any work the iterator does, such
     as gathering, runs there) and places each batch on the mesh; a queue of
@@ -47,6 +48,8 @@ def prefetch_to_mesh(batches: Iterable[Batch], mesh, size: int = 2, *, batch_axi
       mesh: the device mesh with a ``data`` axis.
       size: number of batches kept ready (at least 1).
       batch_axis: the axis split over ``data`` (see :func:`~jaxmm.data.placement.shard_batch`).
+      local: the batches hold only this process's rows of each global batch
+        (:func:`~jaxmm.data.placement.process_rows`; the same with one process).
 
     Yields:
       the same batches in the same order, as device arrays sharded over ``data``.
@@ -56,17 +59,17 @@ def prefetch_to_mesh(batches: Iterable[Batch], mesh, size: int = 2, *, batch_axi
     """
     if size < 1:
         raise ValueError(f"prefetch size must be at least 1, got {size}")
-    return _prefetch(iter(batches), mesh, size, batch_axis)
+    return _prefetch(iter(batches), mesh, size, batch_axis, local)
 
 
-def _prefetch(source: Iterator[Batch], mesh, size: int, batch_axis: int) -> Iterator[Batch]:
+def _prefetch(source: Iterator[Batch], mesh, size: int, batch_axis: int, local: bool) -> Iterator[Batch]:
     q: queue.Queue = queue.Queue(maxsize=size)
     stop = threading.Event()
 
     def produce():
         try:
             for batch in source:
-                if not _put(q, stop, (_ITEM, shard_batch(batch, mesh, batch_axis))):
+                if not _put(q, stop, (_ITEM, shard_batch(batch, mesh, batch_axis, local=local))):
                     return
             _put(q, stop, (_END, None))
         except BaseException as e:  # handed to the consumer, which re-raises it

@@ -53,8 +53,12 @@ def gather(data: Batch, idx: np.ndarray, valid: np.ndarray) -> Batch:
                  meta={**take(data.meta), "valid": valid.astype(np.float32)})
 
 
-def batches(data: Batch, order: np.ndarray, batch_size: int) -> Iterator[Batch]:
-    """Batches of ``batch_size`` following ``order [R, N]``; the last one is padded and masked."""
+def batches(data: Batch, order: np.ndarray, batch_size: int, rows: slice | None = None) -> Iterator[Batch]:
+    """Batches of ``batch_size`` following ``order [R, N]``; the last one is padded and masked.
+
+    ``rows`` gathers only those rows of every batch (one process's share of a global batch,
+    :func:`~jaxmm.data.placement.process_rows`); the order and padding are those of the whole batch.
+    """
     n = order.shape[1]
     for start in range(0, n, batch_size):
         idx = order[:, start:start + batch_size]
@@ -63,6 +67,8 @@ def batches(data: Batch, order: np.ndarray, batch_size: int) -> Iterator[Batch]:
             pad = batch_size - idx.shape[1]
             idx = np.concatenate([idx, np.repeat(idx[:, :1], pad, axis=1)], axis=1)
             valid = np.concatenate([valid, np.zeros((idx.shape[0], pad), bool)], axis=1)
+        if rows is not None:
+            idx, valid = idx[:, rows], valid[:, rows]
         yield gather(data, idx, valid)
 
 

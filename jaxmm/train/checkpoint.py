@@ -12,6 +12,11 @@ Saving is synchronous (the loop waits for it anyway): an orbax background thread
 the interpreter from exiting, which made a ``checkpoints`` path that is a file hang the process.
 Every failure is one line naming the folder and what to do; orbax's own tracebacks, logged from its
 threads, are kept off the console while the error they describe is raised here.
+
+With several processes (:mod:`jaxmm.train.distributed`) every process saves and restores (each
+writes the shards it holds; orbax renames the folder once all have finished, so a process killed
+mid-save leaves no checkpoint under a step name); process 0 writes the digest and sets damaged
+checkpoints aside. The folder must be one that every process sees (a shared file system).
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ import zlib
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from jaxmm.train.distributed import agree
 
 DIGEST_FILE = "jaxmm_digest.json"
 DAMAGED_SUFFIX = ".damaged"
@@ -308,7 +315,7 @@ class Checkpointer:
         while os.path.exists(aside):
             n += 1
             aside = f"{self._step_dir(epoch)}{DAMAGED_SUFFIX}{n}"
-        os.replace(self._step_dir(epoch), aside)
+        agree(lambda: os.replace(self._step_dir(epoch), aside))  # process 0 moves it, the others wait
         with _quiet_orbax():
             self.manager.reload()
         return aside

@@ -11,6 +11,8 @@ the step:
 * Weights & Biases (``train.wandb_project`` non-empty, ``wandb`` installed): one W&B run per fit,
   the scalars tagged per run (``val/acc/seed_0``).
 
+With several processes only process 0 logs (:mod:`jaxmm.train.distributed`).
+
 A resumed run rewrites its event files from the records its checkpoint covers and then continues,
 so the event files always hold exactly what ``metrics.jsonl`` holds.
 """
@@ -25,6 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from jaxmm.train.config import TrainConfig
+from jaxmm.train.distributed import is_main_process
 
 TENSORBOARD = "tensorboard"
 
@@ -78,6 +81,8 @@ class EpochLoggers:
       name: the W&B run name.
       config: the run's configuration for W&B (plain data).
 
+    On processes other than 0 nothing is logged.
+
     Raises:
       ImportError: a logger asked for is not installed (:func:`check_available`).
     """
@@ -87,7 +92,8 @@ class EpochLoggers:
         check_available(cfg, run_dir)
         self.labels = [slug(label) for label in labels]
         self.writers = []
-        if cfg.tensorboard and run_dir:
+        main = is_main_process()
+        if cfg.tensorboard and run_dir and main:
             from tensorboardX import SummaryWriter
 
             # NaN is a value of the records (synergy without unimodal heads, empty groups), not a fault
@@ -96,7 +102,7 @@ class EpochLoggers:
             shutil.rmtree(folder, ignore_errors=True)  # a new run, or a resume that rewrites what it covers
             self.writers = [SummaryWriter(os.path.join(folder, label)) for label in self.labels]
         self.wandb = None
-        if cfg.wandb_project:
+        if cfg.wandb_project and main:
             wandb = importlib.import_module("wandb")
             self.wandb = wandb.init(project=cfg.wandb_project, name=name or None, config=dict(config or {}),
                                     dir=run_dir)

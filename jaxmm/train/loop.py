@@ -21,6 +21,7 @@ from jaxmm.train.batching import batches, check_augmented, epoch_permutations, n
 from jaxmm.train.checkpoint import Checkpointer
 from jaxmm.train.config import OptimizerConfig, TrainConfig
 from jaxmm.train.diagnostics import check_reference, write_figures
+from jaxmm.train.distributed import is_main_process, sync
 from jaxmm.train.divergence import DivergenceMonitor
 from jaxmm.train.optim import plateau_step, reduce_learning_rate, with_total_steps
 from jaxmm.train.loggers import EpochLoggers, check_available
@@ -28,7 +29,7 @@ from jaxmm.train.outputs import RunDir, run_labels
 from jaxmm.train.pretrain import Pretrained, load_encoders
 from jaxmm.train.progress import Progress
 from jaxmm.train.rundir import RunLock, claim
-from jaxmm.train.sharding import replicate
+from jaxmm.train.sharding import process_rows, replicate, to_host
 from jaxmm.train.state import ModelFactory
 from jaxmm.train.trainer import Trainer, resolve_hparams
 
@@ -122,7 +123,7 @@ def run_epoch_hook(trainer: Trainer, hook: EpochHook, state, data: dict, epoch: 
                            method_state=replicate(run.state, trainer.mesh))
     if hook.reset_optimizer(epoch):
         state = trainer.reset_optimizer(state)
-    return state, {k: np.asarray(v) for k, v in run.logs.items()}
+    return state, {k: to_host(v) for k, v in run.logs.items()}
 
 
 def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
@@ -138,6 +139,11 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
     this one trains. Each epoch's record goes to ``metrics.jsonl``, to the loggers of ``train_cfg``
     (:mod:`jaxmm.train.loggers`: TensorBoard event files, W&B) and to the progress display
     (:mod:`jaxmm.train.progress`); the figures of :mod:`jaxmm.train.diagnostics` close the run.
+
+    With several processes (:mod:`jaxmm.train.distributed`) every process calls it with the same
+    arguments: each gathers and puts on its devices only its own rows of every global batch (the
+    global order is that of one process), all write the checkpoints together, and process 0 alone
+    claims the run folder and writes the files, logs and progress.
 
     Args:
       method: the method to train.
@@ -249,6 +255,8 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
         out.truncate_metrics(0)
     if out and record is not None:  # a resume records its (new) settings only once its checkpoint restored
         out.write_json("config.json", record)
+    if out:
+        sync("jaxmm-run-folder")  # process 0's truncation is done before any process reads the metrics
     history = out.read_metrics() if out else []
     divergence = DivergenceMonitor(runs, factor=train_cfg.divergence_factor,
                                    names=[f"run {i} (seed {s})" for i, s in enumerate(seeds)])
@@ -256,20 +264,22 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
         divergence.update(old["epoch"], old["train/loss"])
 
     labels = run_labels(seeds, hparams)
+    rows = process_rows(train_cfg.batch_size, trainer.mesh)  # this process's rows of every batch (all with one)
     name = os.path.basename(os.path.abspath(run_dir)) if run_dir else method.name
     with EpochLoggers(train_cfg, run_dir, labels, history, name=name, config=record) as loggers, \
             Progress(f"{method.name} x{runs}", start, train_cfg.epochs, enabled=train_cfg.progress) as progress:
         for epoch in range(start, train_cfg.epochs):  # 0-based, as methods see it; records count epochs trained
             sums, count = {}, 0
-            epoch_batches = batches(data["train"], epoch_permutations(seeds, epoch, n_train), train_cfg.batch_size)
-            for batch in prefetch_to_mesh(epoch_batches, trainer.mesh):
+            epoch_batches = batches(data["train"], epoch_permutations(seeds, epoch, n_train), train_cfg.batch_size,
+                                    rows=rows)
+            for batch in prefetch_to_mesh(epoch_batches, trainer.mesh, local=True):
                 state, metrics = trainer.step(state, batch, hp)
                 if epoch == 0 and count == 0:  # the loss at the initial parameters: divergence's baseline
-                    divergence.start(np.asarray(metrics["loss"]))
+                    divergence.start(to_host(metrics["loss"]))
                 sums = metrics if not sums else jax.tree.map(jnp.add, sums, metrics)
                 count += 1
             state = state._replace(epoch=state.epoch + 1)
-            entry = {"epoch": epoch + 1, **{f"train/{k}": np.asarray(v) / count for k, v in sums.items()}}
+            entry = {"epoch": epoch + 1, **{f"train/{k}": to_host(v) / count for k, v in sums.items()}}
             if method.epoch_end is not None:
                 state, logs = run_epoch_hook(trainer, method.epoch_end, state, data, epoch, train_cfg.epochs,
                                              train_cfg.eval_batch_size)
@@ -288,7 +298,7 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
                 if reduce.any():
                     state = state._replace(opt_state=replicate(
                         reduce_learning_rate(state.opt_state, reduce, optimizer.plateau_factor), trainer.mesh))
-                entry["lr"] = np.asarray(state.opt_state.hyperparams["learning_rate"])
+                entry["lr"] = to_host(state.opt_state.hyperparams["learning_rate"])
             if train_cfg.eval_train:
                 tr = evaluate_split(trainer, state, data["train"], first.train, train_cfg.eval_batch_size)
                 entry.update({f"trainset/{k}": [v[k] for v in tr] for k in tr[0]})
@@ -325,6 +335,7 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
     result = FitResult(test, val, selected, history, state, final.params, trainer, final.method_state, final.rest)
     if out:
         _write_outputs(out, method, seeds, hparams, result, task)
+    if out and is_main_process():
         write_figures(out.path, history, labels, method=method, modalities=list(first.train.inputs),
                       metric=task.select_metric, model=model, reference=train_cfg.unimodal_reference)
     return result

@@ -2,6 +2,8 @@
 
 Epochs are whole and 1-based wherever a user sees them: a ``metrics.jsonl`` record's ``epoch`` is
 the number of epochs trained when it was written (the first record is epoch 1).
+
+With several processes only process 0 writes (:mod:`jaxmm.train.distributed`); every process reads.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from jaxmm.train.distributed import is_main_process
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -71,7 +75,7 @@ class RunDir:
     ``config.json``/``results.json`` (:meth:`write_json`) and a rewritten ``metrics.jsonl`` are replaced
     atomically; :meth:`append_metrics` adds one whole line per call (one ``write`` on an append-only
     descriptor), so an interruption leaves at most a torn *last* line, which :meth:`read_metrics` drops
-    with a warning.
+    with a warning. Only process 0 writes (on the others the writing methods do nothing).
     """
 
     def __init__(self, path: str):
@@ -88,7 +92,8 @@ class RunDir:
         Raises:
           OSError: naming the file, when it cannot be written; a previous version stays intact.
         """
-        write_atomic(self.file(name), json.dumps(_jsonable(obj), indent=2) + "\n")
+        if is_main_process():
+            write_atomic(self.file(name), json.dumps(_jsonable(obj), indent=2) + "\n")
 
     def append_metrics(self, record: dict) -> None:
         """Appends one epoch's record to ``metrics.jsonl`` as one line, in one write.
@@ -96,6 +101,8 @@ class RunDir:
         Raises:
           OSError: naming the file, when it cannot be written.
         """
+        if not is_main_process():
+            return
         path = self.file("metrics.jsonl")
         line = (json.dumps(_jsonable(record)) + "\n").encode()
         try:
@@ -146,7 +153,7 @@ class RunDir:
         torn last line)."""
         keep = self.read_metrics(epochs)
         path = self.file("metrics.jsonl")
-        if keep or os.path.exists(path):
+        if is_main_process() and (keep or os.path.exists(path)):
             write_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 

@@ -13,6 +13,8 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from jaxmm.train.distributed import is_main_process
+
 
 class Progress:
     """Reports finished epochs (1-based) on ``stream``; use as a context manager.
@@ -21,15 +23,15 @@ class Progress:
       desc: what trains, e.g. ``vanilla x2``.
       start: epochs already done (a resumed run).
       total: epochs of the whole run.
-      enabled: ``False`` shows nothing.
+      enabled: ``False`` shows nothing (nor does any process but process 0 of several).
       stream: where to write (default: standard output at construction). A terminal gets a bar,
         anything else one line per epoch.
     """
 
     def __init__(self, desc: str, start: int, total: int, *, enabled: bool = True, stream: TextIO | None = None):
-        self.desc, self.total, self.enabled = desc, total, enabled
+        self.desc, self.total, self.enabled = desc, total, enabled and is_main_process()
         self.stream = stream or sys.stdout
-        terminal = enabled and self.stream.isatty()
+        terminal = self.enabled and self.stream.isatty()
         self.bar = tqdm(desc=desc, initial=start, total=total, file=self.stream) if terminal else None
         self.since = time.perf_counter()
 

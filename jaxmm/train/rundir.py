@@ -3,6 +3,9 @@
 What a run writes there: ``config.json``, ``metrics.jsonl``, ``results.json``, ``curves.png`` and
 ``checkpoints/``. A new run into a directory that holds one is refused (:func:`claim`) unless the
 caller resumes it or overwrites it, which first removes the old checkpoints and outputs.
+
+With several processes (:mod:`jaxmm.train.distributed`) process 0 decides and holds the lock; the
+others wait for its decision and raise its error, so no two processes race over the folder.
 """
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import os
 import shutil
 import socket
 import warnings
+
+from jaxmm.train.distributed import agree, is_main_process
 
 RUN_FILES = ("config.json", "metrics.jsonl", "results.json", "curves.png", "modalities.png", "method_logs.png",
              "robustness.json", "robustness.png")
@@ -33,6 +38,10 @@ def claim(run_dir: str, *, resume: bool, overwrite: bool) -> None:
     """
     if resume and overwrite:
         raise ValueError("--resume continues a run and --overwrite replaces it: pass one of them")
+    agree(lambda: _claim(run_dir, resume=resume, overwrite=overwrite))
+
+
+def _claim(run_dir: str, *, resume: bool, overwrite: bool) -> None:
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise NotADirectoryError(f"{run_dir} is a file, not a run folder; choose another --name or --out-dir")
     if resume or not holds_run(run_dir):
@@ -53,7 +62,8 @@ class RunLock:
 
     A second process is refused while the first lives; a lock left by a process that no longer runs
     (killed with ``kill -9``, a lost node of this host) is detected and taken over with a warning.
-    Use as a context manager; the lock is released on exit, also after an exception.
+    Use as a context manager; the lock is released on exit, also after an exception. With several
+    processes, process 0 holds it for all of them (the others raise its error, if any).
 
     Raises (on entry):
       RuntimeError: another live process holds the lock (naming it), or a process on another host.
@@ -65,6 +75,10 @@ class RunLock:
         self.owner = f"{os.getpid()} {socket.gethostname()}"
 
     def __enter__(self) -> "RunLock":
+        agree(self._acquire)
+        return self
+
+    def _acquire(self) -> None:
         os.makedirs(self.run_dir, exist_ok=True)
         while True:
             try:
@@ -74,9 +88,11 @@ class RunLock:
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(self.owner)
-            return self
+            return
 
     def __exit__(self, *exc) -> None:
+        if not is_main_process():
+            return
         try:
             with open(self.path) as f:
                 mine = f.read().strip() == self.owner

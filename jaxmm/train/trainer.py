@@ -19,7 +19,7 @@ from jaxmm.models.multimodal import ModelConfig, ModelOutput
 from jaxmm.tasks import Task
 from jaxmm.train.config import OptimizerConfig
 from jaxmm.train.optim import fresh_optimizer_state, init_optimizer, make_optimizer
-from jaxmm.train.sharding import make_data_mesh, replicate, shard_batch
+from jaxmm.train.sharding import make_data_mesh, replicate, shard_batch, to_host
 from jaxmm.train.state import (
     ModelFactory, TrainState, check_output, graphdefs, init_state, model_factory)
 from jaxmm.train.step import build_eval_step, build_train_step, is_random_key
@@ -216,6 +216,9 @@ class Trainer:
     def predict(self, state: TrainState, data: Batch, chunk: int):
         """Predictions over a whole stacked split ``[R, N, ...]`` in chunks of ``chunk``.
 
+        The chunks are sharded over the mesh; with several processes each process puts its own rows
+        on its devices, every process must call this and every one gets the whole result.
+
         Returns:
           (``[R, N, K]`` predictions, modality -> ``[R, N, K]`` unimodal logits), numpy.
         """
@@ -237,5 +240,5 @@ class Trainer:
                 inputs = {k: np.concatenate([v, np.repeat(v[:, :1], chunk - size, axis=1)], axis=1)
                           for k, v in inputs.items()}
             out = fn(state.params, state.rest, state.method_state, shard_batch(inputs, self.mesh))
-            parts.append(jax.tree.map(lambda x, size=size: np.asarray(x)[:, :size], out))
+            parts.append(jax.tree.map(lambda x, size=size: x[:, :size], to_host(out)))
         return jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *parts)
