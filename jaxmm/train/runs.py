@@ -20,6 +20,7 @@ from jaxmm.data.registry import data_folder, load_dataset
 from jaxmm.data.types import DatasetSplits
 from jaxmm.methods import Method, get_method
 from jaxmm.train.config import RunConfig, apply_overrides, to_dict
+from jaxmm.train.distributed import is_main_process
 from jaxmm.train.loop import FitResult, fit
 from jaxmm.train.outputs import RunDir
 from jaxmm.train.pretrain import PRETRAIN_DIR, freeze_encoders, pretrain_encoders
@@ -128,7 +129,7 @@ def run(cfg: RunConfig, run_dir: str | None, *, build: MethodBuilder = registry_
         program_record = {**record, **to_dict(program_cfg)} if record is not None and program.tag else record
         method = build(program_cfg, splits[0])
         encoders = None
-        if folder is not None and overwrite and not resume:  # no pre-training of the replaced run survives
+        if folder is not None and overwrite and not resume and is_main_process():  # the replaced run's pre-training goes
             shutil.rmtree(os.path.join(folder, PRETRAIN_DIR), ignore_errors=True)
         if program_cfg.train.pretrain_epochs:
             if folder is not None:  # refuse a taken folder before pre-training into it
