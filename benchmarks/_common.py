@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import platform
 import re
 import statistics
@@ -86,3 +87,19 @@ def round_robin(runners: dict, steps: int) -> dict[str, list[float]]:
             float(run())
             times[name].append(1e3 * (time.perf_counter() - start))
     return times
+
+
+def machine_name() -> str:
+    """CPU model and core count (or the accelerator's name)."""
+    kind = jax.devices()[0].device_kind
+    if jax.devices()[0].platform != "cpu":
+        return kind
+    model = platform.processor() or platform.machine()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"

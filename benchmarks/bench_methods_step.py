@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import pathlib
-import platform
 import statistics
 import time
 import traceback
@@ -39,7 +37,7 @@ import traceback
 import jax
 import numpy as np
 
-from benchmarks._common import add_protocol_args, device_name, jax_environment, round_robin
+from benchmarks._common import add_protocol_args, device_name, jax_environment, machine_name, round_robin
 from jaxmm.data.types import Batch
 from jaxmm.methods import available, get_method
 from jaxmm.models.resnet import FEATURE_DIM
@@ -133,22 +131,6 @@ def add_ratios(results: dict[str, dict]) -> None:
         r["time_per_flop_ratio"] = r["time_ratio"] / r["flop_ratio"]
 
 
-def machine() -> str:
-    """CPU model and core count (or the accelerator's name)."""
-    kind = jax.devices()[0].device_kind
-    if jax.devices()[0].platform != "cpu":
-        return kind
-    model = platform.processor() or platform.machine()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -189,7 +171,7 @@ def write_report(args: argparse.Namespace, names: list[str], results: dict[str, 
     shape = (f"B={args.batch}, audio 1x{args.audio_size[0]}x{args.audio_size[1]}, "
              f"{args.frames}x3x{args.image_size}^2, {args.dtype}")
     rows = markdown(results)
-    report = {"benchmark": "methods_step", "shape": shape, "machine": machine(),
+    report = {"benchmark": "methods_step", "shape": shape, "machine": machine_name(),
               "config": vars(args) | {"audio_size": list(args.audio_size), "out": str(out), "methods": names},
               "environment": jax_environment(), "results": results, "markdown": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -217,7 +199,7 @@ def main(argv=None) -> None:
                              measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     add_ratios(results)
     rows = write_report(args, names, results, out)
-    print(f"\n{machine()}\n" + "\n".join(rows) + f"\nwrote {out}")
+    print(f"\n{machine_name()}\n" + "\n".join(rows) + f"\nwrote {out}")
 
 
 if __name__ == "__main__":
