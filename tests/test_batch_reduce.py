@@ -2,20 +2,18 @@
 
 The in-process tests check the one-device forms against numpy; one 4-device subprocess checks every
 helper inside ``jax.shard_map`` against the same numpy computation over the whole batch, gradients
-included, and the trainer's per-device pieces (model random streams folded per device, BatchNorm
-moments synchronised) in the same start-up.
+included, and the trainer's per-device pieces (model random streams folded per device, the refusal of
+state that differs per device) in the same start-up.
 """
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from jaxmm import batch_reduce as br
+
+from _devices import run_on_devices
 
 X = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
 VALID = np.array([1, 1, 0, 1, 1, 1, 0, 1], np.float32)
@@ -109,7 +107,4 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_helpers_inside_shard_map_equal_the_whole_batch_computation():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "BATCH_REDUCE_OK" in proc.stdout
+    assert "BATCH_REDUCE_OK" in run_on_devices(SCRIPT, 4)

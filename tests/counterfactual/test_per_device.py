@@ -4,10 +4,9 @@ One 4-device subprocess (2 rows each) runs the fills, the random mask, the learn
 objective mean, gradient clipping and early stop) and the EMA feature statistics of the fills under
 ``jax.shard_map`` and compares them with the one-device computation on the 8-row batch.
 """
-import os
-import subprocess
-import sys
 import textwrap
+
+from _devices import run_on_devices
 
 SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
@@ -69,7 +68,4 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_counterfactual_pieces_per_device_equal_the_whole_batch():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "PER_DEVICE_OK" in proc.stdout
+    assert "PER_DEVICE_OK" in run_on_devices(SCRIPT, 4)

@@ -5,9 +5,6 @@ One 4-device subprocess checks that inside a per-device step (``jax.shard_map``,
 the reparameterised samples, the InfoNCE alignment and the CLUB bound, gradients included, are
 those of the whole batch.
 """
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -16,6 +13,8 @@ import numpy as np
 import pytest
 
 from jaxmm.losses import dmil
+
+from _devices import run_on_devices
 
 RNG = np.random.default_rng(0)
 R1 = RNG.normal(size=(6, 4)).astype(np.float32)
@@ -162,7 +161,4 @@ PER_DEVICE = textwrap.dedent("""
 
 
 def test_losses_and_gradients_per_device_are_those_of_the_whole_batch():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", PER_DEVICE], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "DMIL_PER_DEVICE_OK" in proc.stdout
+    assert "DMIL_PER_DEVICE_OK" in run_on_devices(PER_DEVICE, 4)

@@ -5,9 +5,6 @@ both terms and their gradients are those of the whole batch: the permutations dr
 device and NT-Xent's pairs span the global batch.
 """
 import itertools
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -16,6 +13,8 @@ import numpy as np
 import pytest
 
 from jaxmm.losses import mcr
+
+from _devices import run_on_devices
 
 KEY = jax.random.key(0)
 W_A = jax.random.normal(jax.random.key(1), (4, 3))
@@ -167,7 +166,4 @@ PER_DEVICE = textwrap.dedent("""
 
 
 def test_terms_and_gradients_per_device_are_those_of_the_whole_batch():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", PER_DEVICE], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "MCR_PER_DEVICE_OK" in proc.stdout
+    assert "MCR_PER_DEVICE_OK" in run_on_devices(PER_DEVICE, 4)

@@ -4,9 +4,6 @@ Expected values are computed in numpy and each test compiles one program, to kee
 One 4-device subprocess checks that inside a per-device step (``jax.shard_map``, 2 rows per
 device) the class sums and PMR's scores are those of the whole batch.
 """
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -15,6 +12,8 @@ import numpy as np
 import pytest
 
 from jaxmm.losses import prototype as proto
+
+from _devices import run_on_devices
 
 FEATURES = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [5.0, 5.0]], np.float32)
 LABELS = np.array([0, 0, 1, 2])
@@ -159,10 +158,7 @@ PER_DEVICE = textwrap.dedent("""
 
 
 def test_class_sums_and_pmr_scores_per_device_are_those_of_the_whole_batch():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", PER_DEVICE], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "PROTOTYPE_PER_DEVICE_OK" in proc.stdout
+    assert "PROTOTYPE_PER_DEVICE_OK" in run_on_devices(PER_DEVICE, 4)
 
 
 def test_budget_gap_and_alignment_vanish_when_the_gap_is_closed():

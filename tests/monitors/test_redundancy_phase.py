@@ -3,9 +3,6 @@
 One 4-device subprocess checks that inside a per-device step (``jax.shard_map``, 2 rows per device)
 the noisy views and both observations are those of the whole batch.
 """
-import os
-import subprocess
-import sys
 import textwrap
 
 import chex
@@ -16,6 +13,8 @@ import pytest
 
 from jaxmm.monitors.redundancy_phase import (co_information_similarity, init_redundancy_phase,
                                              noisy_views, redundancy_score, update_redundancy_phase)
+
+from _devices import run_on_devices
 
 
 def _official(confidences, reds, window=10, gamma=0.5, momentum=0.9):
@@ -115,7 +114,4 @@ PER_DEVICE = textwrap.dedent("""
 
 
 def test_observations_per_device_are_those_of_the_whole_batch():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", PER_DEVICE], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "REDUNDANCY_PER_DEVICE_OK" in proc.stdout
+    assert "REDUNDANCY_PER_DEVICE_OK" in run_on_devices(PER_DEVICE, 4)

@@ -3,9 +3,6 @@
 One 4-device subprocess checks that inside a per-device step (``jax.shard_map``, 2 rows per
 device) both scores are those of the whole batch.
 """
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax.numpy as jnp
@@ -13,6 +10,8 @@ import numpy as np
 
 from jaxmm.losses.ce import true_class_probability
 from jaxmm.monitors.scores import confidence, discrepancy_score
+
+from _devices import run_on_devices
 
 
 def test_scores_by_hand():
@@ -56,7 +55,4 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_scores_per_device_are_those_of_the_whole_batch():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "SCORES_PER_DEVICE_OK" in proc.stdout
+    assert "SCORES_PER_DEVICE_OK" in run_on_devices(SCRIPT, 4)

@@ -9,14 +9,14 @@ depends on the device count, and any padded row that counts shows up as a differ
 Every method takes minutes on 2 CPU cores (``slow``); the default suite runs :data:`FAST`.
 """
 import json
-import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
 from jaxmm.methods import available
+
+from _devices import run_on_devices
 
 SCRIPT = textwrap.dedent("""
     import json, sys, traceback
@@ -45,17 +45,10 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _env():
-    return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-            "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
-
-
 def run_methods(names):
     """Runs SCRIPT for ``names`` in one 8-device subprocess; returns its per-method results."""
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(names)], env=_env(),
-                          capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS "))
+    stdout = run_on_devices(SCRIPT, 8, json.dumps(names), timeout=1800)
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("RESULTS "))
     results = json.loads(line[len("RESULTS "):])
     assert sorted(results) == sorted(names)
     failed = {n: r["error"] for n, r in results.items() if not r["ok"]}
@@ -115,10 +108,7 @@ BATCH_NORM_SCRIPT = textwrap.dedent("""
 
 
 def test_batch_norm_sync_equals_one_device_and_local_is_another_model():
-    proc = subprocess.run([sys.executable, "-c", BATCH_NORM_SCRIPT], env=_env(), capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "BATCH_NORM_OK" in proc.stdout
+    assert "BATCH_NORM_OK" in run_on_devices(BATCH_NORM_SCRIPT, 8, timeout=900)
 
 
 # The default suite's subset: a random shuffle across the batch and input-level counterfactual passes

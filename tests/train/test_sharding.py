@@ -1,8 +1,7 @@
 """The sharded step on 8 simulated CPU devices equals the single-device step."""
-import os
-import subprocess
-import sys
 import textwrap
+
+from _devices import run_on_devices
 
 SCRIPT = textwrap.dedent("""
     import jax, numpy as np
@@ -34,8 +33,4 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_sharded_step_equals_single_device():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "SHARDED_OK" in proc.stdout
+    assert "SHARDED_OK" in run_on_devices(SCRIPT, 8)
