@@ -4,6 +4,8 @@ import pytest
 
 from jaxmm.cli import main
 
+pytestmark = pytest.mark.usefixtures("unoptimised_compile")  # tiny runs: compilation is what they cost
+
 
 def test_methods_and_datasets_list(capsys):
     main(["methods"])
@@ -13,7 +15,7 @@ def test_methods_and_datasets_list(capsys):
     assert "spurious_xor" in capsys.readouterr().out
 
 
-def test_train_and_resume(tmp_path, capsys):
+def test_train_and_resume(tmp_path, capsys, compilation_cache):
     args = ["train", "--method", "synib", "--dataset", "spurious_xor", "--seeds", "0,1", "--out-dir", str(tmp_path),
             "--name", "t", "--set", "train.epochs=2", "--set", "train.progress=False",
             "--set", "dataset_options.alpha=0.5", "--set", "method_options.mask=oracle", "--set", "hparams.lam=1"]
@@ -63,29 +65,24 @@ def fused_only() -> Method:
 '''
 
 
-def _jaxmm(*args, cwd, env_path=None):
-    import os
-    import subprocess
+def test_a_method_registered_in_a_plugin_module_trains_from_the_cli(tmp_path, monkeypatch, capsys, request):
     import sys
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [env_path, os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "jaxmm.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+    from jaxmm.methods import registry
 
-
-def test_a_method_registered_in_a_plugin_module_trains_from_the_cli(tmp_path):
     (tmp_path / "my_methods.py").write_text(PLUGIN)
-    ok = _jaxmm("train", "--plugin", "my_methods", "--method", "fused_only", "--dataset", "spurious_xor",
-                "--set", "train.epochs=1", "--set", "train.progress=False", "--out-dir", str(tmp_path / "runs"),
-                cwd=tmp_path, env_path=str(tmp_path))
-    assert ok.returncode == 0, ok.stderr
-    assert "fused_only on spurious_xor" in ok.stdout
-    listed = _jaxmm("methods", "--plugin", "my_methods", cwd=tmp_path, env_path=str(tmp_path))
-    assert "fused_only" in listed.stdout and "registered from outside jaxmm" in listed.stdout
-    missing = _jaxmm("train", "--plugin", "no_such_module", "--method", "fused_only", "--dataset", "spurious_xor",
-                     cwd=tmp_path)
-    assert missing.returncode != 0
-    assert missing.stderr.strip().splitlines()[-1].startswith("jaxmm train: error: --plugin no_such_module")
+    monkeypatch.syspath_prepend(str(tmp_path))  # as PYTHONPATH would
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))  # the plugin's method leaves with the test
+    request.addfinalizer(lambda: sys.modules.pop("my_methods", None))
+    main(["train", "--plugin", "my_methods", "--method", "fused_only", "--dataset", "spurious_xor",
+          "--set", "train.epochs=1", "--set", "train.progress=False", "--out-dir", str(tmp_path / "runs")])
+    assert "fused_only on spurious_xor" in capsys.readouterr().out
+    main(["methods", "--plugin", "my_methods"])
+    listed = capsys.readouterr().out
+    assert "fused_only" in listed and "registered from outside jaxmm" in listed
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--plugin", "no_such_module", "--method", "fused_only", "--dataset", "spurious_xor"])
+    assert str(e.value.code).startswith("jaxmm train: error: --plugin no_such_module")  # exit status 1, this line
 
 
 def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path):
@@ -95,28 +92,35 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path):
     import sys
     import time
 
+    epochs = 20
     args = ["train", "--method", "vanilla", "--dataset", "spurious_xor", "--seeds", "0,1", "--out-dir", str(tmp_path),
-            "--set", "train.epochs=40", "--set", "train.progress=False"]
+            "--set", f"train.epochs={epochs}", "--set", "train.progress=False"]
     cmd = [sys.executable, "-m", "jaxmm.cli"]
-    killed = subprocess.Popen(cmd + args + ["--name", "k"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # the three processes compile the same programs (most XLA optimisations off, as in this module): the later
+    # two load them from a shared persistent cache
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla-cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+    killed = subprocess.Popen(cmd + args + ["--name", "k"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env=env)
     metrics = tmp_path / "k" / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
         time.sleep(0.02)
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
-    assert len(metrics.read_text().splitlines()) < 40  # it was killed mid-run
-    resumed = subprocess.run(cmd + args + ["--name", "k", "--resume"], capture_output=True, text=True, timeout=300)
+    assert len(metrics.read_text().splitlines()) < epochs  # it was killed mid-run
+    resumed = subprocess.run(cmd + args + ["--name", "k", "--resume"], capture_output=True, text=True, timeout=300,
+                             env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert "taking over the lock" in resumed.stderr  # the killed process left its lock behind
-    whole = subprocess.run(cmd + args + ["--name", "w"], capture_output=True, text=True, timeout=300)
+    whole = subprocess.run(cmd + args + ["--name", "w"], capture_output=True, text=True, timeout=300, env=env)
     assert whole.returncode == 0, whole.stderr
     read = lambda name: json.loads((tmp_path / name / "results.json").read_text())["runs"]
     assert [r["test"] for r in read("k")] == [r["test"] for r in read("w")]
-    assert len(metrics.read_text().splitlines()) == 40
+    assert len(metrics.read_text().splitlines()) == epochs
 
 
-def test_sweep_trains_the_grid_with_a_folder_per_static_value_and_resumes(tmp_path, capsys):
+def test_sweep_trains_the_grid_with_a_folder_per_static_value_and_resumes(tmp_path, capsys, compilation_cache):
     args = ["train", "--method", "vanilla", "--dataset", "spurious_xor", "--seeds", "0,1", "--out-dir", str(tmp_path),
             "--name", "s", "--set", "train.progress=False", "--sweep", "method_options.unimodal_heads=True,False",
             "--sweep", "hparams.lam_uni=1,10"]

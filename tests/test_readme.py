@@ -13,7 +13,7 @@ def _block(heading: str) -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_bring_your_own_model_and_optimizer_block_runs_and_learns():
+def test_bring_your_own_model_and_optimizer_block_runs_and_learns(unoptimised_compile):
     out = io.StringIO()
     namespace = {}
     with contextlib.redirect_stdout(out):

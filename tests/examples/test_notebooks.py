@@ -3,6 +3,8 @@
 Each notebook executes in a fresh kernel whose working directory is a temporary folder; it saves its
 figure (PNG) and a JSON of its numbers there, and ends by asserting its own claims. The avdigits
 notebook reads a tiny FSDD-format fixture through ``$JAXMM_FSDD_DIR``, never the shared recordings.
+Compilation is most of what a small notebook costs, so the kernel compiles with most XLA
+optimisations off (``JAX_DISABLE_MOST_OPTIMIZATIONS=1``; the same values up to float rounding).
 """
 import json
 from pathlib import Path
@@ -67,6 +69,7 @@ def test_notebook_runs_small(name, tmp_path, monkeypatch):
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     monkeypatch.setenv("JAXMM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")  # tiny programs: XLA compiles them a third faster
     fsdd = write_fake_fsdd(tmp_path / "fsdd", per_digit=2)
     monkeypatch.setenv("JAXMM_FSDD_DIR", str(fsdd))
     work = tmp_path / "work"

@@ -15,6 +15,8 @@ from jaxmm.models.fusion import MoEFusion
 from jaxmm.models.moe import (
     NOISE_EPSILON, SparseMoE, grouped_expert_outputs, laplace_logits, log_space_combine, top_k_gates)
 
+pytestmark = pytest.mark.usefixtures("unoptimised_compile")  # small programs: compiling is their cost
+
 WIDTH, EXPERTS, HIDDEN, BATCH = 4, 4, 8, 3
 _erf = np.vectorize(math.erf)
 

@@ -202,6 +202,7 @@ def _random_av_splits(n=(8, 4, 4), classes=3):
     return DatasetSplits(split(n[0], "train"), split(n[1], "val"), split(n[2], "test"))
 
 
+@pytest.mark.usefixtures("unoptimised_compile")  # the ResNet programs' compilation is what this costs
 def test_fit_one_epoch_of_the_audio_visual_protocol_updates_batch_stats_and_evaluates_with_them():
     p = protocol("crema_d")
     splits = _random_av_splits()

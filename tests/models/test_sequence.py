@@ -9,6 +9,8 @@ from jaxmm.models.encoders import encoder_options, make_encoder
 from jaxmm.models.multimodal import ModelConfig, MultimodalClassifier
 from jaxmm.models.sequence import factorcl_uni, pool, sinusoidal, split_valid
 
+pytestmark = pytest.mark.usefixtures("unoptimised_compile")  # small programs: compiling is their cost
+
 D, T, B = 3, 7, 4
 SMALL = {"transformer": dict(d_model=8, heads=2, layers=1, ff=16),
          "lstm": dict(hidden=4, features=3), "gru": dict(hidden=5)}

@@ -30,7 +30,7 @@ def _cfg(**changes):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, unoptimised_compile):
     """One ``run`` with pre-training (frozen), then the finished pre-training read back through a resume."""
     folder = str(tmp_path_factory.mktemp("pretrain") / "run")
     with pytest.MonkeyPatch.context() as mp:

@@ -21,6 +21,8 @@ from jaxmm.train.runs import run
 
 from multibench_fixture import T, write_file
 
+pytestmark = pytest.mark.usefixtures("unoptimised_compile")  # compilation is what an epoch costs
+
 N = 8  # examples per split: one batch
 FILES = {"mosi_data.pkl": ({"vision": 20, "audio": 5, "text": 300}, True),  # MulT MOSI dims (SynIB's)
          "mosei_senti_data.pkl": ({"vision": 35, "audio": 74, "text": 300}, True),

@@ -6,6 +6,8 @@ from scipy.stats import norm
 from jaxmm.data.registry import load_dataset
 from jaxmm.data.synthetic import imbalance as I
 
+pytestmark = pytest.mark.usefixtures("unoptimised_compile")  # small programs: compiling is their cost
+
 CFG = I.ImbalanceConfig()
 BOTH = ("strong", "weak")
 

@@ -4,6 +4,8 @@ import pytest
 
 from jaxmm.data.synthetic import pid_xor
 
+pytestmark = pytest.mark.usefixtures("unoptimised_compile")  # small programs: compiling is their cost
+
 
 def test_source_frequencies_follow_probs():
     d = jax.device_get(pid_xor.generate(jax.random.key(0), 40000, np.array([0.1, 0.2, 0.3, 0.4])))

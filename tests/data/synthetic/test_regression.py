@@ -5,6 +5,8 @@ import pytest
 from jaxmm.data.registry import DATASETS, load_dataset
 from jaxmm.data.synthetic import regression as R
 
+pytestmark = pytest.mark.usefixtures("unoptimised_compile")  # small programs: compiling is their cost
+
 CFG = R.RegressionConfig()
 N_BIG = 200_000
 

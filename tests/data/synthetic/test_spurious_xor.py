@@ -4,6 +4,8 @@ import pytest
 
 from jaxmm.data.synthetic import spurious_xor
 
+pytestmark = pytest.mark.usefixtures("unoptimised_compile")  # small programs: compiling is their cost
+
 
 @pytest.fixture(scope="module")
 def data():
