@@ -141,7 +141,7 @@ def graphdefs(method: Method, factory: ModelFactory, num_outputs: int, batch_nor
     model.eval()
     eval_def = nnx.split(model, nnx.Param, ...)[0]
     model.train()
-    norms = [module for _, module in model.iter_modules() if isinstance(module, nnx.BatchNorm)]
+    norms = [module for _, module in nnx.iter_modules(model) if isinstance(module, nnx.BatchNorm)]
     for module in norms:
         module.axis_name = batch_norm_axis
     train_def = nnx.split(model, nnx.Param, ...)[0]

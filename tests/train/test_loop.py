@@ -153,7 +153,8 @@ def test_classification_only_method_refuses_regression():
         fit(get_method("ogm_ge"), [splits], [0], MODEL, OPT, train_cfg(epochs=1))
 
 
-def test_plateau_steps_pytorch_reduce_lr_on_plateau_on_the_validation_loss_and_survives_a_resume(tmp_path):
+def test_plateau_steps_pytorch_reduce_lr_on_plateau_on_the_validation_loss_and_survives_a_resume(
+        tmp_path, compilation_cache, unoptimised_compile):
     import jax
 
     from jaxmm.train.config import OptimizerConfig
