@@ -64,7 +64,7 @@ def _loader_options(cfg, args, progress: bool) -> dict:
 
 
 RESUMABLE = ("train.epochs", "train.patience", "train.progress", "train.checkpoint_every", "train.eval_batch_size",
-             "train.tensorboard", "train.wandb_project", "train.unimodal_reference")
+             "train.tensorboard", "train.figures", "train.wandb_project", "train.unimodal_reference")
 
 
 def _requested_config(args, base: dict):

@@ -15,8 +15,6 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 
 def predict_labels(logits: np.ndarray) -> np.ndarray:
@@ -115,6 +113,9 @@ def linear_probe(train_features: np.ndarray, train_labels: np.ndarray, eval_feat
         raise ValueError("a linear probe needs training labels of at least two classes")
     if not l2 > 0:
         raise ValueError(f"l2={l2} must be positive")
+    from sklearn.linear_model import LogisticRegression  # here: scikit-learn takes ~1 s to import
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(train_features)
     probe = LogisticRegression(C=1.0 / l2, max_iter=2000).fit(scaler.transform(train_features), train_labels)
     return probe.predict(scaler.transform(eval_features))

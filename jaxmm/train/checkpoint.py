@@ -33,12 +33,19 @@ import zlib
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from jaxmm.train.distributed import agree
 
 DIGEST_FILE = "jaxmm_digest.json"
 DAMAGED_SUFFIX = ".damaged"
+
+
+def _orbax():
+    """``orbax.checkpoint``, imported on first use: it takes about half a second, which a run without
+    checkpoints (an experiment's grid) need not pay."""
+    import orbax.checkpoint
+
+    return orbax.checkpoint
 
 
 class CheckpointError(RuntimeError):
@@ -185,10 +192,10 @@ class Checkpointer:
     def __init__(self, directory: str, max_to_keep: int = 2):
         self.directory = os.path.abspath(os.path.join(directory, "checkpoints"))
         check_folder(self.directory)
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False,
+        options = _orbax().CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False,
                                                cleanup_tmp_directories=True)
         with _quiet_orbax():
-            self.manager = ocp.CheckpointManager(self.directory, options=options)
+            self.manager = _orbax().CheckpointManager(self.directory, options=options)
 
     def epochs(self) -> list[int]:
         """Epochs of the checkpoints present (damaged or not), oldest first."""
@@ -212,7 +219,7 @@ class Checkpointer:
         savable = _to_savable(tree)
         try:
             with _quiet_orbax():
-                saved = self.manager.save(epoch, args=ocp.args.StandardSave(savable))
+                saved = self.manager.save(epoch, args=_orbax().args.StandardSave(savable))
                 self.manager.wait_until_finished()
         except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise ValueError for I/O errors
             _drop_orbax_leftovers(self.directory)
@@ -255,7 +262,7 @@ class Checkpointer:
             raise FileNotFoundError(f"no checkpoint to resume from in {self.directory}")
         if epoch is not None and epoch not in available:
             raise FileNotFoundError(f"no checkpoint of epoch {epoch} in {self.directory}; it holds {available}")
-        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_savable(like))
+        target = jax.tree.map(_orbax().utils.to_shape_dtype_struct, _to_savable(like))
         errors = {}
         for step in [epoch] if epoch is not None else available[::-1]:
             try:
@@ -287,7 +294,7 @@ class Checkpointer:
 
     def _restore_step(self, step: int, target):
         with _quiet_orbax():
-            restored = self.manager.restore(step, args=ocp.args.StandardRestore(target))
+            restored = self.manager.restore(step, args=_orbax().args.StandardRestore(target))
         expected = self._read_digest(step)
         if expected is not None:
             actual = tree_digest(restored)

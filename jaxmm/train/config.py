@@ -131,6 +131,9 @@ class TrainConfig:
       divergence_factor: how far the loss must rise to count as diverged (> 1).
       tensorboard: write TensorBoard event files of every epoch record under
         ``<run>/tensorboard/`` (:mod:`jaxmm.train.loggers`; needs a run folder).
+      figures: draw the run's figures into its folder at the end (``curves.png``,
+        ``modalities.png``, ``method_logs.png``: :mod:`jaxmm.train.diagnostics`); off:
+        ``metrics.jsonl`` and ``results.json`` only (an experiment that draws its own).
       wandb_project: log every epoch record to this Weights & Biases project (empty: no W&B;
         needs ``pip install wandb``).
       unimodal_reference: modality -> the accuracy that modality reaches trained alone, e.g.
@@ -164,6 +167,7 @@ class TrainConfig:
     on_divergence: str = "stop"
     divergence_factor: float = 100.0
     tensorboard: bool = True
+    figures: bool = True
     wandb_project: str = ""
     unimodal_reference: dict[str, float] = dataclasses.field(default_factory=dict)
     pretrain_epochs: int = 0
@@ -197,6 +201,8 @@ class TrainConfig:
             raise ValueError(f"train.pretrain must be one of {PRETRAIN}, got {self.pretrain!r}")
         check_choice("train.parallel", self.parallel, ("auto", "shard_map"))
         check_choice("train.batch_norm", self.batch_norm, ("sync", "local"))
+        if not isinstance(self.figures, bool):
+            raise ValueError(f"train.figures must be true or false, got {self.figures!r}")
 
 
 @dataclasses.dataclass

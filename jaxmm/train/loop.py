@@ -335,7 +335,7 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
     result = FitResult(test, val, selected, history, state, final.params, trainer, final.method_state, final.rest)
     if out:
         _write_outputs(out, method, seeds, hparams, result, task)
-    if out and is_main_process():
+    if out and is_main_process() and train_cfg.figures:
         write_figures(out.path, history, labels, method=method, modalities=list(first.train.inputs),
                       metric=task.select_metric, model=model, reference=train_cfg.unimodal_reference)
     return result
