@@ -14,7 +14,7 @@ import pytest
 
 from jaxmm.losses import dmil
 
-from _devices import run_on_devices
+from _devices import GRADIENT_CHECK, run_on_devices
 
 RNG = np.random.default_rng(0)
 R1 = RNG.normal(size=(6, 4)).astype(np.float32)
@@ -131,12 +131,10 @@ def test_bad_inputs():
         dmil.synergy_features(R1, R2[:2])
 
 
-PER_DEVICE = textwrap.dedent("""
+PER_DEVICE = GRADIENT_CHECK + textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
-    from jax.sharding import NamedSharding, PartitionSpec as P
-    from jaxmm import batch_reduce as br
+    from jax.sharding import PartitionSpec as P
     from jaxmm.losses import dmil
-    mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
     rng = np.random.default_rng(0)
     rows = tuple(rng.normal(size=(8, 3)).astype(np.float32) for _ in range(4))
 
@@ -144,18 +142,7 @@ PER_DEVICE = textwrap.dedent("""
         return (dmil.reparameterize(jax.random.key(5), mu, logvar), dmil.redundancy_alignment_loss(r1, r2),
                 dmil.uniqueness_penalty(r1, r2, kind="club", club_mu=mu, club_logvar=logvar))
 
-    def local(*args):
-        with br.per_device("data"):
-            return terms(*args)
-
-    def with_grads(fn):
-        total = lambda *a: sum(jnp.sum(jnp.sin(t)) for t in fn(*a))
-        return jax.jit(lambda *a: (fn(*a), jax.grad(total, argnums=(0, 1, 2, 3))(*a)))
-
-    sharded = jax.shard_map(local, mesh=mesh, in_specs=(P("data"),) * 4, out_specs=P("data"))
-    put = [jax.device_put(r, NamedSharding(mesh, P("data"))) for r in rows]
-    got, want = with_grads(sharded)(*put), with_grads(terms)(*rows)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, want)
+    check_per_device(terms, rows, (P("data"),) * 4, (0, 1, 2, 3))
     print("DMIL_PER_DEVICE_OK")
 """)
 

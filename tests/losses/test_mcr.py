@@ -14,7 +14,7 @@ import pytest
 
 from jaxmm.losses import mcr
 
-from _devices import run_on_devices
+from _devices import GRADIENT_CHECK, run_on_devices
 
 KEY = jax.random.key(0)
 W_A = jax.random.normal(jax.random.key(1), (4, 3))
@@ -132,12 +132,10 @@ def test_bad_inputs():
         mcr.supervised_nt_xent([jnp.ones((3, 2))] * 2, jnp.zeros(4, int))
 
 
-PER_DEVICE = textwrap.dedent("""
+PER_DEVICE = GRADIENT_CHECK + textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
-    from jax.sharding import NamedSharding, PartitionSpec as P
-    from jaxmm import batch_reduce as br
+    from jax.sharding import PartitionSpec as P
     from jaxmm.losses import mcr
-    mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
     rng = np.random.default_rng(0)
     rows = (rng.normal(size=(8, 4)).astype(np.float32), rng.normal(size=(8, 4)).astype(np.float32),
             rng.normal(size=(8, 3)).astype(np.float32), rng.integers(0, 2, 8),
@@ -149,18 +147,7 @@ PER_DEVICE = textwrap.dedent("""
         return (mcr.mipd_loss(head, {"a": a, "v": v}, ref, jax.random.key(3), num_permutations=4, where=valid),
                 mcr.supervised_nt_xent([a, v], y, where=valid))
 
-    def local(*args):
-        with br.per_device("data"):
-            return terms(*args)
-
-    def with_grads(fn):
-        total = lambda *a: sum(jnp.sum(jnp.sin(t)) for t in fn(*a))
-        return jax.jit(lambda *a: (fn(*a), jax.grad(total, argnums=(0, 1, 2, 3))(*a)))
-
-    sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(),) + (P("data"),) * 5, out_specs=P("data"))
-    put = [jax.device_put(r, NamedSharding(mesh, P("data"))) for r in rows]
-    got, want = with_grads(sharded)(w, *put), with_grads(terms)(w, *rows)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, want)
+    check_per_device(terms, (w, *rows), (P(),) + (P("data"),) * 5, (0, 1, 2, 3))
     print("MCR_PER_DEVICE_OK")
 """)
 

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import textwrap
 
 
 def run_on_devices(script: str, devices: int, *args: str, timeout: int = 600) -> str:
@@ -19,3 +20,29 @@ def run_on_devices(script: str, devices: int, *args: str, timeout: int = 600) ->
                           timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
+
+
+# Prepended to a device script: ``check_per_device`` compares a function of batch rows computed per device
+# (``jax.shard_map`` over every device, inside ``batch_reduce.per_device``) with the whole-batch computation.
+GRADIENT_CHECK = textwrap.dedent("""
+    def check_per_device(terms, args, in_specs, argnums, rtol=1e-5, atol=1e-6):
+        # terms(*args) -> per-row arrays; they and the gradient of sum(sin(terms)) w.r.t. args[argnums]
+        # must equal the one-device values
+        import jax, jax.numpy as jnp, numpy as np
+        from jax.sharding import NamedSharding, PartitionSpec as P
+        from jaxmm import batch_reduce as br
+        mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+        def local(*a):
+            with br.per_device("data"):
+                return terms(*a)
+
+        def with_grads(fn):
+            total = lambda *a: sum(jnp.sum(jnp.sin(t)) for t in fn(*a))
+            return jax.jit(lambda *a: (fn(*a), jax.grad(total, argnums=argnums)(*a)))
+
+        sharded = jax.shard_map(local, mesh=mesh, in_specs=in_specs, out_specs=P("data"))
+        put = [jax.device_put(a, NamedSharding(mesh, s)) for a, s in zip(args, in_specs)]
+        got, want = with_grads(sharded)(*put), with_grads(terms)(*args)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol, atol=atol), got, want)
+""")
