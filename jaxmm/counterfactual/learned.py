@@ -104,6 +104,8 @@ def learn_unimodal_mask(unimodal_loss: Callable[[jax.Array], jax.Array], x: jax.
         grads = jax.grad(objective)(logits)
         updates, new_opt_state = opt.update(grads, opt_state, logits)
         new_logits = optax.apply_updates(logits, updates)
+        if cfg.tol <= 0:  # no early stop: nothing else to compute
+            return (new_logits, new_opt_state, calm, done), None
         change = _mean_all(jnp.abs(jax.nn.sigmoid(new_logits / cfg.tau) - jax.nn.sigmoid(logits / cfg.tau)))
         new_logits = jnp.where(done, logits, new_logits)
         calm = jnp.where(change < cfg.tol, calm + 1, 0)

@@ -10,6 +10,7 @@ The runs write neither TensorBoard event files nor their own figures (``train.te
 method's ``metrics.jsonl`` stays). The methods train side by side, one thread each on up to
 ``--workers`` at once (default: one per CPU core): XLA compiles and computes without Python's
 global lock, so one method compiles while another trains; the results do not depend on it. The
+methods share their datasets, generated and stacked once (:class:`~jaxmm.train.datacache.DataCache`). The
 command keeps XLA's compiled programs in a persistent cache (``--compile-cache``, empty: off), which
 also lets the methods share their identical programs (initialisation, evaluation).
 """
@@ -26,6 +27,7 @@ from jaxmm.experiments._common import (Timer, configure, experiment_parser, mean
                                        parse_names, pyplot, save_figure, write_summary)
 from jaxmm.models.multimodal import MLPModelConfig
 from jaxmm.train.config import OptimizerConfig, RunConfig, TrainConfig
+from jaxmm.train.datacache import DataCache
 from jaxmm.train.runs import run as train
 
 ALPHAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0)
@@ -72,11 +74,12 @@ def run(methods=tuple(METHODS), alphas=ALPHAS, seeds=(0, 1, 2), epochs: int = 10
       ``{(method, α): [test acc per seed]}``, in the order of ``methods`` and ``alphas``.
     """
     out = output_dir(out_dir, "spurious-xor", overwrite)
+    data = DataCache()  # every method trains on the same 21 datasets
 
     def train_method(name: str) -> list[list[float]]:
         cfg = configure(METHODS[name], seeds=seeds, epochs=epochs, progress=progress, overrides=overrides,
                         sweep={"dataset_options.alpha": list(alphas)})
-        (program,) = train(cfg, f"{out.path}/{name}", overwrite=overwrite)
+        (program,) = train(cfg, f"{out.path}/{name}", overwrite=overwrite, data_cache=data)
         return [[program.fit.test[i]["acc"] for i in runs] for runs in program.grid().values()]
 
     order = sorted(methods, key=lambda m: -COST[m])

@@ -20,6 +20,7 @@ from jaxmm.tasks import Task, selection_score, task_of
 from jaxmm.train.batching import batches, check_augmented, epoch_permutations, num_batches, stack_runs
 from jaxmm.train.checkpoint import Checkpointer
 from jaxmm.train.config import OptimizerConfig, TrainConfig
+from jaxmm.train.datacache import DataCache
 from jaxmm.train.diagnostics import check_reference, write_figures
 from jaxmm.train.distributed import is_main_process, sync
 from jaxmm.train.divergence import DivergenceMonitor
@@ -61,23 +62,24 @@ class FitResult:
     rest: object = None
 
 
-def _report(task: Task, pred, labels, unimodal, groups, group_names) -> dict:
-    """The task's report of one run plus ``loss``: the mean task loss of the predictions."""
-    report = task.report(pred, labels, unimodal, groups=groups, group_names=group_names)
-    report["loss"] = float(np.mean(task.loss(jnp.asarray(pred), jnp.asarray(labels))))
-    return report
+def _reports(task: Task, pred, labels, unimodal, groups, group_names) -> list[dict]:
+    """The task's report of every run (``[R, N, ...]`` arrays) plus ``loss``: the mean task loss of its
+    predictions (the per-example losses of all runs computed in one call)."""
+    losses = np.asarray(jax.vmap(task.loss)(jnp.asarray(pred), jnp.asarray(labels)))
+    reports = []
+    for r in range(pred.shape[0]):
+        report = task.report(pred[r], labels[r], {m: u[r] for m, u in unimodal.items()},
+                             groups=None if groups is None else groups[r], group_names=group_names)
+        report["loss"] = float(np.mean(losses[r]))
+        reports.append(report)
+    return reports
 
 
 def evaluate_split(trainer: Trainer, state, data, split_meta, chunk: int) -> list[dict]:
     """Per-run evaluation reports of the stacked split ``data`` (``split_meta``: its host
     :class:`ArrayDataset`, for the group names) in chunks of ``chunk`` examples."""
     pred, uni = trainer.predict(state, data, chunk)
-    groups = data.meta.get("source")
-    return [
-        _report(trainer.task, pred[r], data.label[r], {m: u[r] for m, u in uni.items()},
-                None if groups is None else groups[r], split_meta.group_names)
-        for r in range(pred.shape[0])
-    ]
+    return _reports(trainer.task, pred, data.label, uni, data.meta.get("source"), split_meta.group_names)
 
 
 def _select(improved, new, old):
@@ -88,9 +90,9 @@ def _check_select_metric(trainer: Trainer, hparams: dict, example, val, val_meta
     """Refuses a selection metric the validation report will not have (traced abstractly, before compiling)."""
     pred, uni = trainer.output_shapes(hparams, example)
     n = val.label.shape[1]
-    report = _report(trainer.task, np.zeros((n, *pred.shape[1:]), np.float32), val.label[0],
-                     {m: np.zeros((n, *u.shape[1:]), np.float32) for m, u in uni.items()},
-                     val.meta["source"][0] if "source" in val.meta else None, val_meta.group_names)
+    (report,) = _reports(trainer.task, np.zeros((1, n, *pred.shape[1:]), np.float32), val.label[:1],
+                         {m: np.zeros((1, n, *u.shape[1:]), np.float32) for m, u in uni.items()},
+                         val.meta["source"][:1] if "source" in val.meta else None, val_meta.group_names)
     if name not in report:
         raise ValueError(f"train.select_metric={name!r} is not a validation metric of this run; choose one of "
                          f"{sorted(report)}")
@@ -131,7 +133,7 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
         train_cfg: TrainConfig, *, hparams: Sequence[dict] | None = None, run_dir: str | None = None,
         resume: bool = False, overwrite: bool = False, record: Mapping | None = None, mesh=None,
         per_term_grads: bool = False, labels: Callable | None = None, loss: str | None = None,
-        init_encoders: Mapping[str, Pretrained] | None = None) -> FitResult:
+        init_encoders: Mapping[str, Pretrained] | None = None, data_cache: DataCache | None = None) -> FitResult:
     """Trains ``len(seeds)`` runs of ``method`` side by side (one vmapped program).
 
     A run directory holds one run (:mod:`jaxmm.train.rundir`): a new run into one that holds a run
@@ -169,6 +171,7 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
       init_encoders: modality -> pre-trained encoder of every run
         (:func:`~jaxmm.train.pretrain.pretrain_encoders`): a new run starts ``encoders[m]`` from it
         (a resume restores its checkpoint instead).
+      data_cache: where the runs' stacked splits are shared with other trainings on the same datasets.
 
     The validation and test reports carry ``loss`` (the task loss of the predictions); the
     ``plateau`` schedule of an :class:`OptimizerConfig` steps on the validation loss after every
@@ -189,15 +192,15 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
     check_reference(train_cfg.unimodal_reference, list(splits[0].train.inputs), splits[0].train.task)
     if run_dir is None:
         return _train(method, splits, seeds, model, optimizer, train_cfg, hparams, None, False, None, mesh,
-                      per_term_grads, labels, loss, init_encoders)
+                      per_term_grads, labels, loss, init_encoders, data_cache)
     claim(run_dir, resume=resume, overwrite=overwrite)
     with RunLock(run_dir):
         return _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir, resume, record, mesh,
-                      per_term_grads, labels, loss, init_encoders)
+                      per_term_grads, labels, loss, init_encoders, data_cache)
 
 
 def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir, resume, record, mesh,
-           per_term_grads, labels, loss, init_encoders) -> FitResult:
+           per_term_grads, labels, loss, init_encoders, data_cache) -> FitResult:
     """:func:`fit` with the run directory claimed and locked."""
     seeds = list(seeds)
     splits = list(splits) if len(splits) > 1 else list(splits) * len(seeds)
@@ -220,7 +223,8 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
                       steps_per_epoch=steps_per_epoch, labels=labels,
                       augment_frames=train_cfg.augment_frames, parallel=train_cfg.parallel,
                       batch_norm=train_cfg.batch_norm)
-    data = {name: stack_runs([getattr(s, name) for s in splits]) for name in ("train", "val", "test")}
+    stack = data_cache.stacked if data_cache else stack_runs
+    data = {name: stack([getattr(s, name) for s in splits]) for name in ("train", "val", "test")}
     check_augmented(data["train"], train_cfg.augment_frames)
     select_metric = train_cfg.select_metric or task.select_metric
 

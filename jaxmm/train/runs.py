@@ -20,6 +20,7 @@ from jaxmm.data.registry import data_folder, load_dataset
 from jaxmm.data.types import DatasetSplits
 from jaxmm.methods import Method, get_method
 from jaxmm.train.config import RunConfig, apply_overrides, to_dict
+from jaxmm.train.datacache import DataCache
 from jaxmm.train.distributed import is_main_process
 from jaxmm.train.loop import FitResult, fit
 from jaxmm.train.outputs import RunDir
@@ -82,7 +83,8 @@ def provenance(cfg: RunConfig, data_options: Mapping) -> dict:
 
 
 def run(cfg: RunConfig, run_dir: str | None, *, build: MethodBuilder = registry_method,
-        data_options: Mapping | None = None, resume: bool = False, overwrite: bool = False) -> list[ProgramResult]:
+        data_options: Mapping | None = None, resume: bool = False, overwrite: bool = False,
+        data_cache: DataCache | None = None) -> list[ProgramResult]:
     """Trains every program of ``cfg`` (its seeds × its sweep), one vmapped :func:`fit` each.
 
     Args:
@@ -92,6 +94,8 @@ def run(cfg: RunConfig, run_dir: str | None, *, build: MethodBuilder = registry_
       build: the method of a program from its config and its first run's splits (default: the registry's).
       data_options: loader options that are not part of the config (``cache_dir``, ``progress``).
       resume, overwrite: as for :func:`~jaxmm.train.loop.fit`, for every program.
+      data_cache: datasets and stacked run sets shared with other calls (default: the datasets are
+        loaded once per call, and each program stacks its own).
 
     Returns:
       One :class:`ProgramResult` per program, in sweep order.
@@ -103,14 +107,12 @@ def run(cfg: RunConfig, run_dir: str | None, *, build: MethodBuilder = registry_
     """
     cfg.method_options = dict(get_method(cfg.method, **cfg.method_options).info.options)
     grid = programs(cfg, cfg.sweep)
-    loaded: dict[str, DatasetSplits] = {}
+    loaded = data_cache or DataCache()
 
     def load(seed: int, options: dict) -> DatasetSplits:
-        key = repr((seed, sorted(options.items())))
-        if key not in loaded:
-            loaded[key] = select_modalities(load_dataset(cfg.dataset, seed, **{**options, **(data_options or {})}),
-                                            cfg.modalities)
-        return loaded[key]
+        options = {**options, **(data_options or {})}
+        return loaded.splits(repr((cfg.dataset, seed, sorted(options.items()), cfg.modalities)),
+                                 lambda: select_modalities(load_dataset(cfg.dataset, seed, **options), cfg.modalities))
 
     record = None
     if run_dir is not None:
@@ -142,7 +144,7 @@ def run(cfg: RunConfig, run_dir: str | None, *, build: MethodBuilder = registry_
         result = fit(method, splits, program.seeds, program_cfg.model,
                      program_cfg.optimizer, program_cfg.train, hparams=list(program.hparams), run_dir=folder,
                      resume=resume, overwrite=overwrite, record=program_record, loss=program_cfg.loss or None,
-                     init_encoders=encoders)
+                     init_encoders=encoders, data_cache=data_cache)
         results.append(ProgramResult(program.tag, program_cfg, program.seeds, program.points, result, splits))
     if sweep_root and resume:  # the whole sweep's record, once every program resumed
         RunDir(run_dir).write_json("config.json", record)

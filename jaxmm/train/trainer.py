@@ -19,6 +19,7 @@ from jaxmm.models.multimodal import ModelConfig, ModelOutput
 from jaxmm.tasks import Task
 from jaxmm.train.config import OptimizerConfig
 from jaxmm.train.optim import fresh_optimizer_state, init_optimizer, make_optimizer
+from jaxmm.train.shared_jit import SharedJit
 from jaxmm.train.sharding import make_data_mesh, replicate, shard_batch, to_host
 from jaxmm.train.state import (
     ModelFactory, TrainState, check_output, graphdefs, init_state, model_factory)
@@ -136,9 +137,11 @@ class Trainer:
             self.optimizer = make_optimizer(optimizer, steps_per_epoch)
             self._init_optimizer = lambda params, hp: init_optimizer(self.optimizer, params, hp["lr"],
                                                                      hp["weight_decay"])
+            self._optimizer_hparams = ("lr", "weight_decay")
         elif isinstance(optimizer, optax.GradientTransformation):
             self.optimizer = optimizer
             self._init_optimizer = lambda params, hp: optimizer.init(params)
+            self._optimizer_hparams = ()
         else:
             raise TypeError(f"optimizer must be an OptimizerConfig or an optax.GradientTransformation, "
                             f"got {type(optimizer).__name__}")
@@ -163,8 +166,8 @@ class Trainer:
 
         self._step = jax.jit(counted_step, donate_argnums=(0,))
         self._eval_one = build_eval_step(method, self.eval_def, self.modalities, task)
-        self._eval = jax.jit(jax.vmap(self._eval_one))
-        self._outputs = jax.jit(jax.vmap(build_eval_step(method, self.eval_def, self.modalities, task, raw=True)))
+        self._eval = SharedJit(jax.vmap(self._eval_one))
+        self._outputs = SharedJit(jax.vmap(build_eval_step(method, self.eval_def, self.modalities, task, raw=True)))
 
     def init(self, seeds: Sequence[int], hparams: dict, example: Batch) -> TrainState:
         """Initial state of every run (``example``: one run's host batch, for shapes).
@@ -174,8 +177,9 @@ class Trainer:
         """
         example = jax.tree.map(jnp.asarray, example)
         self._check_output(example)
-        state = jax.jit(jax.vmap(lambda seed, hp: self._init_one(seed, hp, example)))(
-            jnp.asarray(seeds, jnp.uint32), hparams)
+        optimizer_hparams = {k: hparams[k] for k in self._optimizer_hparams}  # all the initialisation reads
+        state = SharedJit(jax.vmap(lambda seed, hp: self._init_one(seed, hp, example)))(
+            jnp.asarray(seeds, jnp.uint32), optimizer_hparams)
         return replicate(state, self.mesh)
 
     def _init_one(self, seed, hp, example: Batch) -> TrainState:

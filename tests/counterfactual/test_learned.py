@@ -38,3 +38,16 @@ def test_early_stop_freezes_the_logits():
 def test_bad_config():
     with pytest.raises(ValueError):
         LearnedMaskConfig(steps=0)
+
+
+def test_no_early_stop_skips_the_stopping_rule_without_changing_the_mask():
+    # tol=0 skips the change statistics; a positive tol that never triggers computes them and must agree.
+    key_x, key_w, key_y = jax.random.split(jax.random.key(3), 3)
+    x = jax.random.normal(key_x, (32, 8))
+    w = jax.random.normal(key_w, (8,))
+    y = jax.random.bernoulli(key_y, 0.5, (32,)).astype(jnp.int32)
+    loss = lambda xc: sigmoid_cross_entropy(xc @ w, y)
+    masks = [jax.jit(lambda x, tol=tol: learn_unimodal_mask(loss, x, jnp.zeros_like(x), LearnedMaskConfig(
+        steps=20, lr=0.5, sparsity=0.05, tol=tol, patience=25)))(x) for tol in (0.0, 1e-30)]
+    np.testing.assert_array_equal(masks[0], masks[1])
+    assert 0.0 < float(masks[0].mean()) < 1.0
