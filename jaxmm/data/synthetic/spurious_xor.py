@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import numpy as np
@@ -43,9 +44,9 @@ def generate(key: jax.Array, n: int, alpha: float) -> dict[str, np.ndarray]:
     f32 = np.float32
     k_bits, k_x0, k_x1, k_s0, k_s1, k_spur = jax.random.split(key, 6)
     bits, x0, x1, s0, s1, spur_noise = jax.device_get((
-        jax.random.bernoulli(k_bits, 0.5, (n, 2)), jax.random.normal(k_x0, (n, DIM)),
-        jax.random.normal(k_x1, (n, DIM)), jax.random.normal(k_s0, (n, 4)), jax.random.normal(k_s1, (n, 4)),
-        jax.random.normal(k_spur, (n, 6))))
+        _draw(jax.random.bernoulli, k_bits, (n, 2), 0.5), _draw(jax.random.normal, k_x0, (n, DIM)),
+        _draw(jax.random.normal, k_x1, (n, DIM)), _draw(jax.random.normal, k_s0, (n, 4)),
+        _draw(jax.random.normal, k_s1, (n, 4)), _draw(jax.random.normal, k_spur, (n, 6))))
     bits = bits.astype(np.int32)
     y = bits[:, 0] ^ bits[:, 1]
     x0, x1 = np.array(x0), np.array(x1)
@@ -58,6 +59,23 @@ def generate(key: jax.Array, n: int, alpha: float) -> dict[str, np.ndarray]:
     x0[:, SPUR] = f32(1.3) * spur
     oracle = _oracle_mask(n)
     return {"x0": x0, "x1": x1, "y": y, "bits": bits, "mask_x0": oracle, "mask_x1": oracle}
+
+
+# Sizes a draw is rounded up to; a larger draw keeps its own size.
+DRAW_SIZES = (4096, 32768, 262144)
+
+
+def _draw(sample, key: jax.Array, shape: tuple[int, ...], *args) -> jax.Array:
+    """``sample(key, *args, shape)``, drawn as the first values of a draw of a few fixed sizes.
+
+    jax's counter-based random bits depend only on the key and an element's flat index, so the
+    first ``prod(shape)`` values of a longer draw are those of the draw of ``shape``, bit for bit;
+    rounding sizes up to :data:`DRAW_SIZES` lets the 12 shapes of the train, validation and test
+    splits share 6 compiled programs instead of compiling one each.
+    """
+    size = math.prod(shape)
+    drawn = next((s for s in DRAW_SIZES if s >= size), size)
+    return sample(key, *args, (drawn,))[:size].reshape(shape)
 
 
 @functools.lru_cache(maxsize=8)

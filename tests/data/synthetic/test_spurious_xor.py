@@ -76,3 +76,14 @@ def test_generate_is_bit_identical_to_the_operation_by_operation_jax_form(n, alp
     got, want = spurious_xor.generate(key, n, alpha), _reference_generate(key, n, alpha)
     for k, v in want.items():
         assert got[k].dtype == v.dtype and np.array_equal(got[k], v), k
+
+
+@pytest.mark.parametrize("n", [120, 300, 30000])
+def test_draws_rounded_up_to_a_few_sizes_are_the_draws_of_the_shape(n):
+    key = jax.random.key(n + 7)
+    for shape in ((n, 64), (n, 4), (n, 6)):
+        got = np.asarray(spurious_xor._draw(jax.random.normal, key, shape))
+        assert got.shape == shape
+        np.testing.assert_array_equal(got.view(np.uint32), np.asarray(jax.random.normal(key, shape)).view(np.uint32))
+    np.testing.assert_array_equal(spurious_xor._draw(jax.random.bernoulli, key, (n, 2), 0.5),
+                                  jax.random.bernoulli(key, 0.5, (n, 2)))
