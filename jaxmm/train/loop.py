@@ -231,6 +231,8 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
     example = next(batches(data["train"], np.arange(n_train)[None], train_cfg.batch_size))
     one_run = jax.tree.map(lambda x: x[0], example)
     _check_select_metric(trainer, {k: v[0] for k, v in hp.items()}, one_run, data["val"], first.val, select_metric)
+    if not (resume or init_encoders) and jax.process_count() == 1:  # the step compiles while init does
+        trainer.compile_step(seeds, hp, jax.tree.map(lambda x: np.broadcast_to(x, (len(seeds), *x.shape[1:])), example))
     hp = replicate(hp, trainer.mesh)  # once, not every step
     state = trainer.init(seeds, hp, one_run)
     if init_encoders:

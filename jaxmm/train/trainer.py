@@ -1,6 +1,8 @@
 """Jitted, vmapped and sharded step functions for a grid of runs of one method."""
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 from typing import Callable, Mapping, Sequence
 
 import jax
@@ -79,6 +81,20 @@ def per_device_step(step, mesh, name: str = "method"):
 
     batch_spec = P(None, "data")
     return jax.shard_map(local, mesh=mesh, in_specs=(P(), batch_spec, P()), out_specs=(P(), P()))
+
+
+def _in_background(fn: Callable) -> concurrent.futures.Future:
+    """``fn()`` run in a daemon thread (an interrupted run does not wait for it); its result or error."""
+    future = concurrent.futures.Future()
+
+    def run():
+        try:
+            future.set_result(fn())
+        except BaseException as e:  # re-raised by future.result()
+            future.set_exception(e)
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
 
 
 def _device_mean(x):
@@ -165,6 +181,7 @@ class Trainer:
             return runs_step(state, batch, hparams)
 
         self._step = jax.jit(counted_step, donate_argnums=(0,))
+        self._compiling: concurrent.futures.Future | None = None  # a step compiling ahead (compile_step)
         self._eval_one = build_eval_step(method, self.eval_def, self.modalities, task)
         self._eval = SharedJit(jax.vmap(self._eval_one))
         self._outputs = SharedJit(jax.vmap(build_eval_step(method, self.eval_def, self.modalities, task, raw=True)))
@@ -177,10 +194,17 @@ class Trainer:
         """
         example = jax.tree.map(jnp.asarray, example)
         self._check_output(example)
-        optimizer_hparams = {k: hparams[k] for k in self._optimizer_hparams}  # all the initialisation reads
-        state = SharedJit(jax.vmap(lambda seed, hp: self._init_one(seed, hp, example)))(
-            jnp.asarray(seeds, jnp.uint32), optimizer_hparams)
+        state = SharedJit(self._init_runs(example))(*self._init_args(seeds, hparams))
         return replicate(state, self.mesh)
+
+    def _init_runs(self, example: Batch):
+        """``(seeds [R], hparams) -> state of every run``, for inputs shaped like one run's ``example``."""
+        return jax.vmap(lambda seed, hp: self._init_one(seed, hp, example))
+
+    def _init_args(self, seeds: Sequence[int], hparams: dict):
+        """The seeds and the hyper-parameters the initialisation reads (the optimiser's): the same program
+        for every method with the same model and optimiser."""
+        return jnp.asarray(seeds, jnp.uint32), {k: hparams[k] for k in self._optimizer_hparams}
 
     def _init_one(self, seed, hp, example: Batch) -> TrainState:
         return init_state(self.method, self.factory, self.task.num_outputs, self.transform, seed, example,
@@ -210,7 +234,29 @@ class Trainer:
 
     def step(self, state: TrainState, batch: Batch, hparams: dict):
         """One optimiser step of every run; ``batch`` is ``[R, B, ...]``, on the host or already sharded."""
-        return self._step(state, shard_batch(batch, self.mesh), replicate(hparams, self.mesh))
+        batch, hparams = shard_batch(batch, self.mesh), replicate(hparams, self.mesh)
+        if self._compiling is not None:
+            compiled = self._compiling.result()  # raises what compiling the step raised
+            try:
+                return compiled(state, batch, hparams)
+            except (TypeError, ValueError):  # other types or shardings, refused before running: jit them
+                self._compiling = None
+        return self._step(state, batch, hparams)
+
+    def compile_step(self, seeds: Sequence[int], hparams: dict, batch: Batch) -> None:
+        """Starts compiling the train step in a background thread, for the state :meth:`init` returns
+        and batches like ``batch`` (``[R, B, ...]``, on the host).
+
+        Called before :meth:`init`, the two programs compile at once; :meth:`step` then runs the
+        compiled step while the arguments match it (else it compiles through ``jax.jit`` as usual).
+        """
+        example = jax.tree.map(lambda x: jnp.asarray(x[0]), batch)
+        replicated = jax.sharding.NamedSharding(self.mesh, P())
+        state = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated, weak_type=x.weak_type),
+            jax.eval_shape(self._init_runs(example), *self._init_args(seeds, hparams)))
+        args = (state, shard_batch(batch, self.mesh), replicate(hparams, self.mesh))
+        self._compiling = _in_background(lambda: self._step.lower(*args).compile())
 
     def reset_optimizer(self, state: TrainState) -> TrainState:
         """Every run's optimiser state as freshly created (:func:`~jaxmm.train.optim.fresh_optimizer_state`)."""
