@@ -173,6 +173,9 @@ def fit(method: Method, splits: Sequence[DatasetSplits], seeds: Sequence[int],
         (a resume restores its checkpoint instead).
       data_cache: where the runs' stacked splits are shared with other trainings on the same datasets.
 
+    A new run in one process compiles its train step in a background thread while the initialisation
+    compiles (:meth:`~jaxmm.train.trainer.Trainer.compile_step`).
+
     The validation and test reports carry ``loss`` (the task loss of the predictions); the
     ``plateau`` schedule of an :class:`OptimizerConfig` steps on the validation loss after every
     epoch (its state is checkpointed with the loop), and ``cosine`` without ``total_steps`` decays

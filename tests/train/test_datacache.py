@@ -53,8 +53,8 @@ def test_stacked_run_sets_are_stacked_once_and_equal_stack_runs():
     np.testing.assert_array_equal(cache.stacked([b, a, a]).inputs["a"][:, 0, 0], [2.0, 1.0, 1.0])
 
 
-def test_runs_sharing_a_cache_load_each_dataset_once_and_train_the_same(monkeypatch):
-    loads = []
+def test_runs_sharing_a_cache_load_each_dataset_once_and_train_the_same(monkeypatch, compilation_cache):
+    loads = []  # the three runs compile the same programs: the persistent cache compiles them once
 
     def counting(name, seed, **options):
         loads.append((name, seed))
