@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import warnings
 from typing import Callable, Mapping, Sequence
@@ -62,14 +63,25 @@ class FitResult:
     rest: object = None
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _run_losses(task: Task, pred, labels):
+    """Per-example task losses ``[R, N]`` of every run's predictions (one program per task and shape)."""
+    return jax.vmap(task.loss)(pred, labels)
+
+
+def _run_report(task: Task, pred, labels, unimodal, groups, group_names, r: int) -> dict:
+    """The task's report of run ``r`` of the ``[R, N, ...]`` arrays."""
+    return task.report(pred[r], labels[r], {m: u[r] for m, u in unimodal.items()},
+                       groups=None if groups is None else groups[r], group_names=group_names)
+
+
 def _reports(task: Task, pred, labels, unimodal, groups, group_names) -> list[dict]:
     """The task's report of every run (``[R, N, ...]`` arrays) plus ``loss``: the mean task loss of its
     predictions (the per-example losses of all runs computed in one call)."""
-    losses = np.asarray(jax.vmap(task.loss)(jnp.asarray(pred), jnp.asarray(labels)))
+    losses = np.asarray(_run_losses(task, pred, labels))
     reports = []
     for r in range(pred.shape[0]):
-        report = task.report(pred[r], labels[r], {m: u[r] for m, u in unimodal.items()},
-                             groups=None if groups is None else groups[r], group_names=group_names)
+        report = _run_report(task, pred, labels, unimodal, groups, group_names, r)
         report["loss"] = float(np.mean(losses[r]))
         reports.append(report)
     return reports
@@ -90,9 +102,10 @@ def _check_select_metric(trainer: Trainer, hparams: dict, example, val, val_meta
     """Refuses a selection metric the validation report will not have (traced abstractly, before compiling)."""
     pred, uni = trainer.output_shapes(hparams, example)
     n = val.label.shape[1]
-    (report,) = _reports(trainer.task, np.zeros((1, n, *pred.shape[1:]), np.float32), val.label[:1],
+    report = _run_report(trainer.task, np.zeros((1, n, *pred.shape[1:]), np.float32), val.label[:1],
                          {m: np.zeros((1, n, *u.shape[1:]), np.float32) for m, u in uni.items()},
-                         val.meta["source"][:1] if "source" in val.meta else None, val_meta.group_names)
+                         val.meta["source"][:1] if "source" in val.meta else None, val_meta.group_names, 0)
+    report["loss"] = 0.0  # every report has it (see _reports)
     if name not in report:
         raise ValueError(f"train.select_metric={name!r} is not a validation metric of this run; choose one of "
                          f"{sorted(report)}")

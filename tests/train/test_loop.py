@@ -178,3 +178,24 @@ def test_plateau_steps_pytorch_reduce_lr_on_plateau_on_the_validation_loss_and_s
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                  straight.state.params, resumed.state.params)
 
+
+
+def test_reports_loss_is_each_runs_mean_cross_entropy():
+    from jaxmm.tasks import Task
+    from jaxmm.train.loop import _reports, _run_losses
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, (2, 50))
+    for task, width in ((Task("classification", "softmax", 3), 3), (Task("classification", "auto", 2), 1)):
+        y = labels % task.num_classes
+        logits = rng.normal(size=(2, 50, width)).astype(np.float32)
+        reports = _reports(task, logits, y, {}, None, None)
+        z = logits.astype(np.float64)
+        if width == 1:  # binary: log(1 + e^z) - y z
+            expected = np.logaddexp(0, z[..., 0]) - y * z[..., 0]
+        else:
+            expected = np.log(np.exp(z).sum(-1)) - np.take_along_axis(z, y[..., None], -1)[..., 0]
+        assert [r["loss"] for r in reports] == pytest.approx(expected.mean(1), rel=1e-5)
+    before = _run_losses._cache_size()
+    _reports(Task("classification", "softmax", 3), logits.repeat(3, -1), labels, {}, None, None)
+    assert _run_losses._cache_size() == before  # an equal task reuses the compiled program
