@@ -54,11 +54,13 @@ def shard_batch(tree, mesh, batch_axis: int = 1, *, local: bool = False):
     """
     n = mesh.shape["data"]
     spec = NamedSharding(mesh, P(*([None] * batch_axis + ["data"])))
-    processes = jax.process_count()
+    if jax.process_count() == 1 or all(isinstance(x, jax.Array) for x in jax.tree.leaves(tree)):
+        for x in jax.tree.leaves(tree):
+            _check_divisible(np.shape(x)[batch_axis], n)
+        return jax.device_put(tree, spec)  # one call for the whole tree
 
     def put(x):
-        if isinstance(x, jax.Array) or processes == 1:
-            x = x if isinstance(x, jax.Array) else np.asarray(x)
+        if isinstance(x, jax.Array):
             _check_divisible(x.shape[batch_axis], n)
             return jax.device_put(x, spec)
         x = np.asarray(x)
