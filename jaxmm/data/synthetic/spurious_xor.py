@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import numpy as np
@@ -43,10 +44,10 @@ def generate(key: jax.Array, n: int, alpha: float) -> dict[str, np.ndarray]:
     """
     f32 = np.float32
     k_bits, k_x0, k_x1, k_s0, k_s1, k_spur = jax.random.split(key, 6)
-    bits, x0, x1, s0, s1, spur_noise = jax.device_get((
+    bits, x0, x1, s0, s1, spur_noise = (
         _draw(jax.random.bernoulli, k_bits, (n, 2), 0.5), _draw(jax.random.normal, k_x0, (n, DIM)),
         _draw(jax.random.normal, k_x1, (n, DIM)), _draw(jax.random.normal, k_s0, (n, 4)),
-        _draw(jax.random.normal, k_s1, (n, 4)), _draw(jax.random.normal, k_spur, (n, 6))))
+        _draw(jax.random.normal, k_s1, (n, 4)), _draw(jax.random.normal, k_spur, (n, 6)))
     bits = bits.astype(np.int32)
     y = bits[:, 0] ^ bits[:, 1]
     x0, x1 = np.array(x0), np.array(x1)
@@ -65,17 +66,18 @@ def generate(key: jax.Array, n: int, alpha: float) -> dict[str, np.ndarray]:
 DRAW_SIZES = (4096, 32768, 262144)
 
 
-def _draw(sample, key: jax.Array, shape: tuple[int, ...], *args) -> jax.Array:
-    """``sample(key, *args, shape)``, drawn as the first values of a draw of a few fixed sizes.
+def _draw(sample, key: jax.Array, shape: tuple[int, ...], *args) -> np.ndarray:
+    """``sample(key, *args, shape)`` on the host, drawn as the first values of a draw of a few fixed sizes.
 
     jax's counter-based random bits depend only on the key and an element's flat index, so the
     first ``prod(shape)`` values of a longer draw are those of the draw of ``shape``, bit for bit;
     rounding sizes up to :data:`DRAW_SIZES` lets the 12 shapes of the train, validation and test
-    splits share 6 compiled programs instead of compiling one each.
+    splits share 6 compiled programs instead of compiling one each. The draw is cut and shaped in
+    numpy, which compiles nothing.
     """
     size = math.prod(shape)
     drawn = next((s for s in DRAW_SIZES if s >= size), size)
-    return sample(key, *args, (drawn,))[:size].reshape(shape)
+    return np.asarray(sample(key, *args, (drawn,)))[:size].reshape(shape)
 
 
 @functools.lru_cache(maxsize=8)
@@ -110,7 +112,8 @@ def splits(seed: int, alpha: float, sizes: dict[str, int] | None = None) -> Data
     shares one read-only test split.
     """
     sizes = {**SIZES, **(sizes or {})}
-    test = dataclasses.replace(_test_split(seed, sizes["test"]),
-                               name=f"spurious_xor[test, alpha={alpha}, seed={seed}]")
-    return DatasetSplits(train=_split(seed, "train", sizes["train"], alpha),
-                         val=_split(seed, "val", sizes["val"], alpha), test=test)
+    with ThreadPoolExecutor(1) as pool:  # the test split's programs compile while the others' do
+        test = pool.submit(_test_split, seed, sizes["test"])
+        train, val = _split(seed, "train", sizes["train"], alpha), _split(seed, "val", sizes["val"], alpha)
+        test = dataclasses.replace(test.result(), name=f"spurious_xor[test, alpha={alpha}, seed={seed}]")
+    return DatasetSplits(train=train, val=val, test=test)

@@ -87,3 +87,13 @@ def test_draws_rounded_up_to_a_few_sizes_are_the_draws_of_the_shape(n):
         np.testing.assert_array_equal(got.view(np.uint32), np.asarray(jax.random.normal(key, shape)).view(np.uint32))
     np.testing.assert_array_equal(spurious_xor._draw(jax.random.bernoulli, key, (n, 2), 0.5),
                                   jax.random.bernoulli(key, 0.5, (n, 2)))
+
+
+def test_splits_are_the_generated_data_of_the_papers_data_seeds():
+    # the test split is drawn in a second thread: the same values as drawing it here
+    s = spurious_xor.splits(2, 0.4, sizes={"train": 50, "val": 20, "test": 30})
+    for part, offset, alpha in ((s.train, 101, 0.4), (s.val, 151, 0.4), (s.test, 201, 0.0)):
+        expected = spurious_xor.generate(jax.random.key(2 + offset), len(part), alpha)
+        np.testing.assert_array_equal(part.inputs["x0"], expected["x0"])
+        np.testing.assert_array_equal(part.inputs["x1"], expected["x1"])
+        np.testing.assert_array_equal(part.label, expected["y"])
