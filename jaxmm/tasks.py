@@ -17,7 +17,7 @@ import numpy as np
 from jaxmm._checks import check_choice
 from jaxmm.losses.ce import sigmoid_cross_entropy, softmax_cross_entropy
 from jaxmm.losses.regression import l1_loss, mse_loss
-from jaxmm.metrics.classification import classification_report
+from jaxmm.metrics.classification import classification_report, classification_reports
 from jaxmm.metrics.regression import regression_report
 
 KINDS = ("classification", "regression")
@@ -85,6 +85,20 @@ class Task:
         for m, p in (unimodal or {}).items():
             report[f"mae/{m}"] = regression_report(p, labels)["mae"]
         return report
+
+    def reports(self, prediction: np.ndarray, labels: np.ndarray,
+                unimodal: Mapping[str, np.ndarray] | None = None, *, groups: np.ndarray | None = None,
+                group_names: Sequence[str] | None = None) -> list[dict[str, float]]:
+        """:meth:`report` of every run of a grid: arrays ``[R, N, ...]`` (``groups``: ``[R, N]``).
+
+        Classification reports are computed for all runs at once.
+        """
+        if self.kind == "classification":
+            return classification_reports(prediction, labels, self.num_classes, unimodal, groups=groups,
+                                          group_names=group_names)
+        return [self.report(prediction[r], labels[r], {m: u[r] for m, u in (unimodal or {}).items()},
+                            groups=None if groups is None else groups[r], group_names=group_names)
+                for r in range(len(labels))]
 
 
 def selection_score(metrics: Mapping[str, float], name: str) -> float:

@@ -76,3 +76,12 @@ def test_task_of_defaults_and_errors():
         Task("regression", "softmax", 1)
     with pytest.raises(ValueError, match="num_classes >= 2"):
         Task("classification", "auto", 1)
+
+
+def test_reports_of_a_grid_are_each_runs_report():
+    rng = np.random.default_rng(0)
+    for task, width, labels in ((Task("classification", "softmax", 3), 3, rng.integers(0, 3, (2, 30))),
+                                (Task("regression", "l1", 1), 1, rng.normal(size=(2, 30)))):
+        pred, uni = rng.normal(size=(2, 30, width)), {"a": rng.normal(size=(2, 30, width))}
+        got = task.reports(pred, labels, uni)
+        assert got == [task.report(pred[r], labels[r], {"a": uni["a"][r]}) for r in range(2)]

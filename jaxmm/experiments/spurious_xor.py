@@ -88,7 +88,9 @@ def run(methods=tuple(METHODS), alphas=ALPHAS, seeds=(0, 1, 2), epochs: int = 10
         done = dict(zip(order, map(train_method, order)))
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            done = dict(zip(order, pool.map(train_method, order)))
+            trained = pool.map(train_method, order)
+            pool.submit(pyplot)  # the first worker done imports matplotlib for the figure while others train
+            done = dict(zip(order, trained))
     return {(name, alpha): accs for name in methods for alpha, accs in zip(alphas, done[name])}
 
 

@@ -20,9 +20,14 @@ import numpy as np
 def predict_labels(logits: np.ndarray) -> np.ndarray:
     """Class ids from ``[N, K]`` logits/probabilities, or from ``[N]``/``[N, 1]`` binary logits (> 0)."""
     logits = np.asarray(logits)
-    if logits.ndim == 1 or logits.shape[-1] == 1:
-        return (logits.reshape(len(logits)) > 0).astype(np.int64)
-    return logits.argmax(-1)
+    if logits.ndim == 1:
+        logits = logits[:, None]
+    return _class_ids(logits)
+
+
+def _class_ids(logits: np.ndarray) -> np.ndarray:
+    """``[..., N]`` class ids of ``[..., N, K]`` logits (``K = 1``: one binary logit, > 0)."""
+    return (logits[..., 0] > 0).astype(np.int64) if logits.shape[-1] == 1 else logits.argmax(-1)
 
 
 def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -34,12 +39,16 @@ def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
 def per_class_f1(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """``[num_classes]`` F1 per class (0 for a class never predicted nor present)."""
     _check_same_length(pred, labels)
-    pred, labels = np.asarray(pred), np.asarray(labels)
-    f1 = np.zeros(num_classes)
+    return _f1(np.asarray(pred), np.asarray(labels), num_classes)
+
+
+def _f1(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[..., num_classes]`` F1 per class of ``[..., N]`` predictions."""
+    f1 = np.zeros((*pred.shape[:-1], num_classes))
     for k in range(num_classes):
-        tp = np.sum((pred == k) & (labels == k))
-        denom = np.sum(pred == k) + np.sum(labels == k)
-        f1[k] = 2 * tp / denom if denom else 0.0
+        tp = np.sum((pred == k) & (labels == k), axis=-1)
+        denom = np.sum(pred == k, axis=-1) + np.sum(labels == k, axis=-1)
+        f1[..., k] = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
     return f1
 
 
@@ -50,12 +59,15 @@ def macro_f1(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
 
 def synergy_indicator(fused_pred: np.ndarray, unimodal_preds: Sequence[np.ndarray], labels: np.ndarray) -> float:
     """Fraction of examples the fused model gets right while every unimodal predictor is wrong."""
-    labels = np.asarray(labels)
-    fused_right = np.asarray(fused_pred) == labels
     if not len(unimodal_preds):
         raise ValueError("synergy_indicator needs at least one unimodal prediction")
-    all_uni_wrong = np.all([np.asarray(p) != labels for p in unimodal_preds], axis=0)
-    return float(np.mean(fused_right & all_uni_wrong))
+    return float(_synergy(np.asarray(fused_pred), [np.asarray(p) for p in unimodal_preds], np.asarray(labels)))
+
+
+def _synergy(fused_pred: np.ndarray, unimodal_preds: Sequence[np.ndarray], labels: np.ndarray) -> np.ndarray:
+    """:func:`synergy_indicator` over the last axis."""
+    all_uni_wrong = np.all([p != labels for p in unimodal_preds], axis=0)
+    return np.mean((fused_pred == labels) & all_uni_wrong, axis=-1)
 
 
 def accuracy_by_group(pred: np.ndarray, labels: np.ndarray, groups: np.ndarray,
@@ -63,7 +75,18 @@ def accuracy_by_group(pred: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     """Accuracy within each group id (e.g. PID source); NaN for an empty group."""
     pred, labels, groups = map(np.asarray, (pred, labels, groups))
     _check_same_length(pred, groups)
-    return {name: accuracy(pred[groups == g], labels[groups == g]) for g, name in enumerate(names)}
+    return {name: float(acc) for name, acc in zip(names, _accuracy_by_group(pred == labels, groups, len(names)))}
+
+
+def _accuracy_by_group(right: np.ndarray, groups: np.ndarray, num_groups: int) -> list[np.ndarray]:
+    """Per group id, the accuracy over the last axis of the ``right`` indicator (NaN where the group is empty)."""
+    out = []
+    for g in range(num_groups):
+        member = groups == g
+        count = np.sum(member, axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(np.where(count > 0, np.sum(right & member, axis=-1) / count, np.nan))
+    return out
 
 
 def classification_report(logits: np.ndarray, labels: np.ndarray, num_classes: int,
@@ -76,18 +99,50 @@ def classification_report(logits: np.ndarray, labels: np.ndarray, num_classes: i
     head, ``synergy`` (NaN without unimodal heads; see :func:`probe_report`),
     ``acc/source/<name>`` (when groups).
     """
+    as_runs = lambda x: np.asarray(x).reshape(1, len(x), -1)  # [N] or [N, K] logits -> one run's [1, N, K]
     labels = np.asarray(labels)
-    pred = predict_labels(logits)
+    for other in (logits, *(unimodal_logits or {}).values(), *([] if groups is None else [groups])):
+        _check_same_length(other, labels)
+    (report,) = classification_reports(
+        as_runs(logits), labels[None], num_classes, {m: as_runs(v) for m, v in (unimodal_logits or {}).items()},
+        None if groups is None else np.asarray(groups)[None], group_names)
+    return report
+
+
+def classification_reports(logits: np.ndarray, labels: np.ndarray, num_classes: int,
+                           unimodal_logits: Mapping[str, np.ndarray] | None = None,
+                           groups: np.ndarray | None = None,
+                           group_names: Sequence[str] | None = None) -> list[dict[str, float]]:
+    """:func:`classification_report` of every run of a grid at once (vectorised over runs).
+
+    Args:
+      logits: ``[R, N, K]`` fused logits of ``R`` runs (``K = 1``: one binary logit).
+      labels: ``[R, N]`` class ids.
+      unimodal_logits: modality -> ``[R, N, K]`` unimodal logits.
+      groups: ``[R, N]`` group ids (e.g. PID source) or None.
+      group_names: the groups' names (default: their ids).
+    """
+    labels = np.asarray(labels)
+    pred = _class_ids(np.asarray(logits))
+    uni_preds = {m: _class_ids(np.asarray(v)) for m, v in (unimodal_logits or {}).items()}
+    for name, value in {"logits": pred, **{f"unimodal logits of {m}": p for m, p in uni_preds.items()},
+                        **({} if groups is None else {"groups": np.asarray(groups)})}.items():
+        if value.shape != labels.shape:
+            raise ValueError(f"{name} cover [runs, examples] = {list(value.shape)} but the labels "
+                             f"{list(labels.shape)}; pass one row per run and example")
     k = max(num_classes, 2)
-    out = {"acc": accuracy(pred, labels), "macro_f1": macro_f1(pred, labels, k)}
-    out.update({f"f1/{c}": float(v) for c, v in enumerate(per_class_f1(pred, labels, k))})
-    uni_preds = {m: predict_labels(v) for m, v in (unimodal_logits or {}).items()}
-    out.update({f"acc/{m}": accuracy(p, labels) for m, p in uni_preds.items()})
-    out["synergy"] = synergy_indicator(pred, list(uni_preds.values()), labels) if uni_preds else float("nan")
+    right = pred == labels
+    f1 = _f1(pred, labels, k)
+    columns = {"acc": np.mean(right, axis=-1), "macro_f1": f1.mean(-1)}
+    columns.update({f"f1/{c}": f1[:, c] for c in range(k)})
+    columns.update({f"acc/{m}": np.mean(p == labels, axis=-1) for m, p in uni_preds.items()})
+    columns["synergy"] = (_synergy(pred, list(uni_preds.values()), labels) if uni_preds
+                          else np.full(len(labels), np.nan))
     if groups is not None:
+        groups = np.asarray(groups)
         names = group_names or [str(g) for g in range(int(np.max(groups)) + 1)]
-        out.update({f"acc/source/{n}": v for n, v in accuracy_by_group(pred, labels, groups, names).items()})
-    return out
+        columns.update({f"acc/source/{n}": acc for n, acc in zip(names, _accuracy_by_group(right, groups, len(names)))})
+    return [{key: float(values[r]) for key, values in columns.items()} for r in range(len(labels))]
 
 
 def linear_probe(train_features: np.ndarray, train_labels: np.ndarray, eval_features: np.ndarray, *,

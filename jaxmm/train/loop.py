@@ -69,21 +69,13 @@ def _run_losses(task: Task, pred, labels):
     return jax.vmap(task.loss)(pred, labels)
 
 
-def _run_report(task: Task, pred, labels, unimodal, groups, group_names, r: int) -> dict:
-    """The task's report of run ``r`` of the ``[R, N, ...]`` arrays."""
-    return task.report(pred[r], labels[r], {m: u[r] for m, u in unimodal.items()},
-                       groups=None if groups is None else groups[r], group_names=group_names)
-
-
 def _reports(task: Task, pred, labels, unimodal, groups, group_names) -> list[dict]:
     """The task's report of every run (``[R, N, ...]`` arrays) plus ``loss``: the mean task loss of its
     predictions (the per-example losses of all runs computed in one call)."""
     losses = np.asarray(_run_losses(task, pred, labels))
-    reports = []
-    for r in range(pred.shape[0]):
-        report = _run_report(task, pred, labels, unimodal, groups, group_names, r)
-        report["loss"] = float(np.mean(losses[r]))
-        reports.append(report)
+    reports = task.reports(pred, labels, unimodal, groups=groups, group_names=group_names)
+    for report, run_losses in zip(reports, losses):
+        report["loss"] = float(np.mean(run_losses))
     return reports
 
 
@@ -94,6 +86,13 @@ def evaluate_split(trainer: Trainer, state, data, split_meta, chunk: int) -> lis
     return _reports(trainer.task, pred, data.label, uni, data.meta.get("source"), split_meta.group_names)
 
 
+def _epoch_means(step_metrics: list[dict]) -> dict:
+    """``train/<name>``: each metric summed over the epoch's steps in step order, then divided by their number
+    (host arrays: no program to compile, one transfer per epoch)."""
+    sums = jax.tree.map(lambda *xs: functools.reduce(np.add, xs), *step_metrics)
+    return {f"train/{k}": v / len(step_metrics) for k, v in sums.items()}
+
+
 def _select(improved, new, old):
     return jax.tree.map(lambda a, b: jnp.where(improved.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
 
@@ -102,9 +101,10 @@ def _check_select_metric(trainer: Trainer, hparams: dict, example, val, val_meta
     """Refuses a selection metric the validation report will not have (traced abstractly, before compiling)."""
     pred, uni = trainer.output_shapes(hparams, example)
     n = val.label.shape[1]
-    report = _run_report(trainer.task, np.zeros((1, n, *pred.shape[1:]), np.float32), val.label[:1],
-                         {m: np.zeros((1, n, *u.shape[1:]), np.float32) for m, u in uni.items()},
-                         val.meta["source"][:1] if "source" in val.meta else None, val_meta.group_names, 0)
+    (report,) = trainer.task.reports(np.zeros((1, n, *pred.shape[1:]), np.float32), val.label[:1],
+                                     {m: np.zeros((1, n, *u.shape[1:]), np.float32) for m, u in uni.items()},
+                                     groups=val.meta["source"][:1] if "source" in val.meta else None,
+                                     group_names=val_meta.group_names)
     report["loss"] = 0.0  # every report has it (see _reports)
     if name not in report:
         raise ValueError(f"train.select_metric={name!r} is not a validation metric of this run; choose one of "
@@ -291,17 +291,16 @@ def _train(method, splits, seeds, model, optimizer, train_cfg, hparams, run_dir,
     with EpochLoggers(train_cfg, run_dir, labels, history, name=name, config=record) as loggers, \
             Progress(f"{method.name} x{runs}", start, train_cfg.epochs, enabled=train_cfg.progress) as progress:
         for epoch in range(start, train_cfg.epochs):  # 0-based, as methods see it; records count epochs trained
-            sums, count = {}, 0
+            step_metrics = []
             epoch_batches = batches(data["train"], epoch_permutations(seeds, epoch, n_train), train_cfg.batch_size,
                                     rows=rows)
             for batch in prefetch_to_mesh(epoch_batches, trainer.mesh, local=True):
                 state, metrics = trainer.step(state, batch, hp)
-                if epoch == 0 and count == 0:  # the loss at the initial parameters: divergence's baseline
+                if epoch == 0 and not step_metrics:  # the loss at the initial parameters: divergence's baseline
                     divergence.start(to_host(metrics["loss"]))
-                sums = metrics if not sums else jax.tree.map(jnp.add, sums, metrics)
-                count += 1
+                step_metrics.append(metrics)
             state = state._replace(epoch=state.epoch + 1)
-            entry = {"epoch": epoch + 1, **{f"train/{k}": to_host(v) / count for k, v in sums.items()}}
+            entry = {"epoch": epoch + 1, **_epoch_means(to_host(step_metrics))}
             if method.epoch_end is not None:
                 state, logs = run_epoch_hook(trainer, method.epoch_end, state, data, epoch, train_cfg.epochs,
                                              train_cfg.eval_batch_size)

@@ -4,8 +4,8 @@ from sklearn.metrics import f1_score
 
 from jaxmm.methods.base import average_prediction
 from jaxmm.tasks import Task
-from jaxmm.metrics.classification import (accuracy, accuracy_by_group, classification_report, linear_probe, macro_f1,
-                                          per_class_f1, predict_labels, probe_report, synergy_indicator)
+from jaxmm.metrics.classification import (accuracy, accuracy_by_group, classification_report, classification_reports,
+                                          linear_probe, macro_f1, per_class_f1, predict_labels, probe_report, synergy_indicator)
 
 
 def test_predict_labels_binary_and_multiclass():
@@ -98,3 +98,38 @@ def test_probe_bad_inputs():
         linear_probe(x, np.array([0, 1, 0, 1]), x, l2=0.0)
     with pytest.raises(ValueError, match="same, non-empty set of modalities"):
         probe_report(np.zeros(4), np.zeros(4), {"a": x}, np.array([0, 1, 0, 1]), {"b": x})
+
+
+@pytest.mark.parametrize("classes,width", [(3, 3), (2, 1)])
+def test_reports_of_a_grid_are_each_runs_report(classes, width):
+    rng = np.random.default_rng(1)
+    runs, n = 4, 40
+    logits = rng.normal(size=(runs, n, width))
+    labels = rng.integers(0, classes, (runs, n))
+    uni = {"a": rng.normal(size=(runs, n, width)), "b": rng.normal(size=(runs, n, width))}
+    groups = rng.integers(0, 3, (runs, n))
+    groups[0] = np.where(groups[0] == 2, 1, groups[0])  # run 0 has an empty group: NaN there
+    got = classification_reports(logits, labels, classes, uni, groups, ["u", "v", "w"])
+    for r in range(runs):
+        pred = predict_labels(logits[r])
+        want = {"acc": accuracy(pred, labels[r]), "macro_f1": macro_f1(pred, labels[r], max(classes, 2)),
+                "acc/a": accuracy(predict_labels(uni["a"][r]), labels[r]),
+                "synergy": synergy_indicator(pred, [predict_labels(u[r]) for u in uni.values()], labels[r]),
+                **{f"acc/source/{k}": v for k, v in
+                   accuracy_by_group(pred, labels[r], groups[r], ["u", "v", "w"]).items()}}
+        for key, value in want.items():
+            np.testing.assert_equal(got[r][key], value)
+        assert got[r] == pytest.approx(classification_report(logits[r], labels[r], classes, {m: u[r] for m, u in uni.items()},
+                                                             groups[r], ["u", "v", "w"]), nan_ok=True)
+    assert np.isnan(got[0]["acc/source/w"]) and not np.isnan(got[1]["acc/source/w"])
+    # the F1 against scikit-learn, per class
+    np.testing.assert_allclose([got[2][f"f1/{c}"] for c in range(max(classes, 2))],
+                               f1_score(labels[2], predict_labels(logits[2]), average=None,
+                                        labels=list(range(max(classes, 2))), zero_division=0))
+
+
+def test_reports_refuse_arrays_of_another_shape():
+    with pytest.raises(ValueError, match=r"groups cover \[runs, examples\] = \[2, 4\] but the labels \[2, 5\]"):
+        classification_reports(np.zeros((2, 5, 3)), np.zeros((2, 5), int), 3, groups=np.zeros((2, 4), int))
+    with pytest.raises(ValueError, match="predictions and labels differ in length"):
+        classification_report(np.zeros((5, 3)), np.zeros(5, int), 3, {"a": np.zeros((4, 3))})
