@@ -59,3 +59,41 @@ def test_under_a_transformation_it_is_plain_jit():
     assert jax.eval_shape(double, jax.ShapeDtypeStruct((3,), jnp.float32))["y"].shape == (3,)
     np.testing.assert_array_equal(jax.jit(lambda x: double(x)["y"] + 1)(jnp.ones(2)), [3.0, 3.0])
     assert not double._compiled  # nothing compiled through the shared path
+
+
+def test_programs_that_differ_only_in_constants_or_callbacks_do_not_share():
+    x = jnp.arange(3.0)
+    first, second = np.float32([1.0, 2.0, 3.0]), np.float32([4.0, 5.0, 6.0])
+    plus_first, plus_second = SharedJit(lambda v: v + first), SharedJit(lambda v: v + second)  # same jaxpr text
+    np.testing.assert_array_equal(plus_first(x), [1.0, 3.0, 5.0])
+    np.testing.assert_array_equal(plus_second(x), [4.0, 6.0, 8.0])
+    assert _compiled(plus_first) is not _compiled(plus_second)
+
+    def through(fn):
+        return SharedJit(lambda v: jax.pure_callback(fn, jax.ShapeDtypeStruct(v.shape, v.dtype), v))
+
+    sine, cosine = through(lambda v: np.sin(v)), through(lambda v: np.cos(v))  # their jaxprs print alike
+    np.testing.assert_allclose(sine(x), np.sin(np.arange(3.0)), rtol=1e-6)
+    np.testing.assert_allclose(cosine(x), np.cos(np.arange(3.0)), rtol=1e-6)
+
+
+def test_a_program_outlives_its_holder_among_the_recent_ones():
+    import gc
+    import weakref
+
+    from jaxmm.train import shared_jit
+
+    first = SharedJit(lambda x: jnp.exp(x) - 0.5)
+    first(jnp.ones(4))
+    program = _compiled(first)
+    del first
+    gc.collect()
+    again = SharedJit(lambda x: jnp.exp(x) - 0.5)  # a later trainer, after the first one is gone
+    np.testing.assert_allclose(again(jnp.ones(4)), np.exp(np.ones(4)) - 0.5, rtol=1e-6)
+    assert _compiled(again) is program
+    kept = weakref.ref(program)
+    del again, program
+    for i in range(shared_jit.KEEP_RECENT):  # newer programs push it out; then nothing holds it
+        SharedJit(lambda x, i=i: x * (i + 2))(jnp.ones(4))
+    gc.collect()
+    assert kept() is None and len(shared_jit._recent) == shared_jit.KEEP_RECENT  # memory stays bounded
