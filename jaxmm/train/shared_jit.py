@@ -37,21 +37,23 @@ def _constant_digest(value) -> str:
     return f"{data.dtype}{data.shape}:{hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()}"
 
 
-def compile_shared(traced: jax.stages.Traced, signature) -> jax.stages.Compiled:
-    """``traced.lower().compile()``, or the program compiled earlier from the same jaxpr, constants and
-    argument ``signature`` (each argument's type and sharding); a program with callbacks compiles anew."""
+def compile_shared(traced: jax.stages.Traced, signature, compiler_options: dict | None = None) -> jax.stages.Compiled:
+    """``traced.lower().compile(compiler_options)``, or the program compiled earlier from the same jaxpr,
+    constants, argument ``signature`` (each argument's type and sharding) and options; a program with
+    callbacks compiles anew."""
     text = "\n".join(line for line in str(traced.jaxpr).splitlines()
                      if not line.lstrip().startswith("_:"))  # dead equations (results unused) compile to nothing
     if "callback" in text or "0xXXXX" in text:  # the functions it calls print alike (as in the lowered module)
-        return traced.lower().compile()
+        return traced.lower().compile(compiler_options)
     text += "".join(f"\n{_constant_digest(c)}" for c in traced.jaxpr.consts)
-    key = hashlib.sha256(f"{signature}\n{jax.sharding.get_abstract_mesh()}\n{text}".encode()).hexdigest()
+    options = sorted((compiler_options or {}).items())
+    key = hashlib.sha256(f"{signature}\n{options}\n{jax.sharding.get_abstract_mesh()}\n{text}".encode()).hexdigest()
     with _lock:
         key_lock = _compiling.setdefault(key, threading.Lock())
     with key_lock:
         compiled = _programs.get(key)
         if compiled is None:
-            compiled = _programs[key] = traced.lower().compile()
+            compiled = _programs[key] = traced.lower().compile(compiler_options)
     with _lock:
         _recent[key] = compiled
         _recent.move_to_end(key)
@@ -69,11 +71,13 @@ class SharedJit:
     signature is the arguments' tree structure and each leaf's abstract value and sharding. Calls
     flatten the arguments on the host: meant for programs called per epoch or per evaluation
     chunk, not for the train step. Called under a transformation (``jax.eval_shape``, an outer
-    ``jax.jit``), it is ``jax.jit(fn)``.
+    ``jax.jit``), it is ``jax.jit(fn)``. ``compiler_options`` are XLA's options of this program
+    (``jax.stages.Lowered.compile``).
     """
 
-    def __init__(self, fn: Callable):
+    def __init__(self, fn: Callable, compiler_options: dict | None = None):
         self._fn = fn
+        self._options = compiler_options
         self._jit = jax.jit(fn)  # under a transformation (eval_shape, an outer jit) nothing is compiled here
         self._compiled: dict = {}
 
@@ -90,7 +94,7 @@ class SharedJit:
                 out_tree.append(out)
                 return out_leaves
 
-            compiled = compile_shared(jax.jit(flat).trace(*leaves), signature[1])
+            compiled = compile_shared(jax.jit(flat).trace(*leaves), signature[1], self._options)
             self._compiled[signature] = compiled, out_tree[0]
         compiled, out_tree = self._compiled[signature]
         return jax.tree.unflatten(out_tree, compiled(*leaves))

@@ -97,3 +97,10 @@ def test_a_program_outlives_its_holder_among_the_recent_ones():
         SharedJit(lambda x, i=i: x * (i + 2))(jnp.ones(4))
     gc.collect()
     assert kept() is None and len(shared_jit._recent) == shared_jit.KEEP_RECENT  # memory stays bounded
+
+
+def test_compiler_options_are_part_of_the_key():
+    plain = SharedJit(lambda x: jnp.sqrt(x) + 1.0)
+    fast = SharedJit(lambda x: jnp.sqrt(x) + 1.0, {"xla_backend_optimization_level": 1})
+    np.testing.assert_array_equal(plain(jnp.arange(4.0)), fast(jnp.arange(4.0)))
+    assert _compiled(plain) is not _compiled(fast)
