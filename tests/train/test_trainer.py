@@ -5,6 +5,8 @@ import numpy as np
 
 from jaxmm.methods import get_method
 from jaxmm.tasks import Task
+from jaxmm.train import trainer as trainer_module
+from jaxmm.train.batching import batches, stack_runs
 from jaxmm.train.trainer import INIT_COMPILER_OPTIONS, Trainer, resolve_hparams
 
 from ._tiny import MODEL, OPT, tiny_splits
@@ -32,7 +34,27 @@ def test_the_initialisation_compiled_with_less_optimisation_gives_the_same_state
 
 
 def _example():
-    from jaxmm.train.batching import batches, stack_runs
-
     data = stack_runs([tiny_splits().train])
     return jax.tree.map(lambda x: x[0], next(batches(data, np.arange(40)[None], 16)))
+
+
+def test_the_cpu_compiler_options_keep_every_step_to_float32_rounding(monkeypatch):
+    method = get_method("synib", mask="learned", learned_steps=5)  # inner optimisation, random fills, four passes
+    hp = resolve_hparams(method, OPT, [{}, {}])
+    data = stack_runs([tiny_splits().train] * 2)
+    steps = list(batches(data, np.stack([np.arange(40)] * 2), 16))
+
+    def train(options):
+        monkeypatch.setattr(trainer_module, "CPU_COMPILER_OPTIONS", options)
+        trainer = Trainer(method, {"a": 4, "b": 4}, Task("classification", "auto", 3), MODEL, OPT)
+        state = trainer.init([0, 1], hp, jax.tree.map(lambda x: x[0], steps[0]))
+        losses = []
+        for batch in steps:
+            state, metrics = trainer.step(state, batch, hp)
+            losses.append(np.asarray(metrics["loss"]))
+        return losses, _leaves(state.params)
+
+    assert trainer_module.CPU_COMPILER_OPTIONS
+    (losses, params), (want_losses, want_params) = train(trainer_module.CPU_COMPILER_OPTIONS), train(None)
+    for got, want in zip(losses + params, want_losses + want_params):
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)  # -O2 and -O3 may round a value apart
