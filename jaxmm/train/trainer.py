@@ -31,7 +31,7 @@ from jaxmm.train.step import build_eval_step, build_train_step, is_random_key
 # step programs compile about a quarter faster and run as fast; a value may differ from -O3's in its last bit
 # (the grid's results and metrics did not). The initialisation runs once, so it takes -O1: 0.9 s instead of
 # 1.4 s for the grid's, the same state bit for bit. tests/train/test_trainer.py checks both. Other backends
-# compile with XLA's defaults; None here does on CPUs too.
+# compile with XLA's defaults, and so do CPUs with None here or jax's `jax_disable_most_optimizations` on.
 CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 2}
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
@@ -188,9 +188,10 @@ class Trainer:
             self.traces += 1  # runs at trace time only: counts compilations
             return runs_step(state, batch, hparams)
 
-        on_cpu = self.mesh.devices.flat[0].platform == "cpu"
-        self._options = CPU_COMPILER_OPTIONS if on_cpu else None
-        self._init_options = INIT_COMPILER_OPTIONS if on_cpu and CPU_COMPILER_OPTIONS else None
+        # (with jax's jax_disable_most_optimizations on, options here would override its switch)
+        tuned = self.mesh.devices.flat[0].platform == "cpu" and not jax.config.read("jax_disable_most_optimizations")
+        self._options = CPU_COMPILER_OPTIONS if tuned else None
+        self._init_options = INIT_COMPILER_OPTIONS if tuned and CPU_COMPILER_OPTIONS else None
         self._step = jax.jit(counted_step, donate_argnums=(0,), compiler_options=self._options)
         self._compiling: concurrent.futures.Future | None = None  # a step compiling ahead (compile_step)
         self._eval_one = build_eval_step(method, self.eval_def, self.modalities, task)

@@ -58,3 +58,17 @@ def test_the_cpu_compiler_options_keep_every_step_to_float32_rounding(monkeypatc
     (losses, params), (want_losses, want_params) = train(trainer_module.CPU_COMPILER_OPTIONS), train(None)
     for got, want in zip(losses + params, want_losses + want_params):
         np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)  # -O2 and -O3 may round a value apart
+
+
+def test_jaxs_fast_compile_switch_is_left_to_jax():
+    def trainer():
+        return Trainer(get_method("vanilla"), {"a": 4, "b": 4}, Task("classification", "auto", 3), MODEL, OPT)
+
+    assert trainer()._options == trainer_module.CPU_COMPILER_OPTIONS
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        fast = trainer()
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
+    assert fast._options is None and fast._init_options is None  # ours would override its -O0
